@@ -1,0 +1,1 @@
+"""Ringfence: Kubernetes network-policy automation and flow analytics (pure domain core)."""
