@@ -8,7 +8,9 @@ How each endpoint type of a flow record matches rule criteria (calico.md section
 * ``ns`` (network set, ``name_aggr`` is its name): with an IP, every set containing it; without one,
   the named set's labels (a NetworkSet of the endpoint's namespace, else a GlobalNetworkSet; the
   record's labels when the engine does not know the set), and a CIDR criterion is decided against
-  the set's own nets (inside: yes; disjoint: no; partly: uncertain).
+  the set's own nets (inside: yes; disjoint: no; partly: uncertain). Calico names the set after the
+  longest prefix holding the address, so the address also lies in every other set whose nets
+  contain the named set's (yes), maybe in sets overlapping them (uncertain), and in no other set.
 * ``net`` (anything else): with an IP, the sets containing it; without one, the address lies
   somewhere in ``pub`` or ``pvt`` space, so CIDR and network-set matches are uncertain unless that
   space is entirely inside or outside.
@@ -130,7 +132,12 @@ class EntityFactory:
             if entry is None:
                 members = ((own, YES), *members)
             return Entity(endpoint.type, own, members, address, None, own.namespace)
-        return Entity(endpoint.type, own, ((own, YES),), None, nets, own.namespace)
+        around = tuple(
+            (other.identity, membership)
+            for other, membership in self.netsets.overlapping(nets)
+            if other.identity is not own
+        )
+        return Entity(endpoint.type, own, ((own, YES), *around), None, nets, own.namespace)
 
     def _containing(self, address: IPAddress) -> tuple[tuple[Identity, Tri], ...]:
         return tuple((entry.identity, YES) for entry in self.netsets.containing(address))

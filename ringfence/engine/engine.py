@@ -8,8 +8,10 @@ endpoint; the engine answers ``allow`` (empty trace) when the view has no such p
 ``uncertain`` otherwise.
 
 Policies whose tier is not defined are not active, as in Calico; they are listed in
-:attr:`PolicyEngine.inactive`. Only the ``default`` tier (order 1,000,000, Deny) exists without a
-Tier resource. ``doNotTrack`` and ``preDNAT`` policies act in other dataplane chains and take no part
+:attr:`PolicyEngine.inactive`. The built-in tiers exist without a Tier resource, as Calico 3.30+
+creates them: ``default`` (order 1,000,000, Deny), ``kube-admin`` (1,000, Pass) and ``kube-baseline``
+(10,000,000, Pass); a tier without applicable policy is skipped, so an empty built-in tier changes
+nothing. ``doNotTrack`` and ``preDNAT`` policies act in other dataplane chains and take no part
 in the evaluation of ``src``/``dst`` records. Staged policies: see ``views.py``.
 
 Speed: selectors and rules are compiled once; policies are indexed by the labels their selectors
@@ -41,6 +43,8 @@ from ringfence.flows.record import Endpoint, Flow, Reporter
 from ringfence.model import (
     DEFAULT_TIER,
     DEFAULT_TIER_ORDER,
+    KUBE_ADMIN_TIER,
+    KUBE_BASELINE_TIER,
     Action,
     AnyPolicy,
     GlobalNetworkSet,
@@ -52,6 +56,12 @@ from ringfence.model import (
 )
 
 _CACHE_LIMIT: Final = 1_000_000
+BUILT_IN_TIERS: Final = (
+    (DEFAULT_TIER, DEFAULT_TIER_ORDER, Action.DENY),
+    (KUBE_ADMIN_TIER, 1_000.0, Action.PASS),
+    (KUBE_BASELINE_TIER, 10_000_000.0, Action.PASS),
+)
+"""Tiers Calico creates itself (name, order, default action); a Tier resource of the same name replaces one."""
 _SOURCE: Final = Reporter.SOURCE
 _DESTINATION: Final = Reporter.DESTINATION
 
@@ -91,7 +101,8 @@ class PolicyEngine:
                 sets.append(resource)
             elif resource.kind in SHORT_KINDS:
                 policies.append(resource)
-        tiers.setdefault(DEFAULT_TIER, Tier(ObjectMeta(DEFAULT_TIER), DEFAULT_TIER_ORDER, Action.DENY))
+        for name, order, action in BUILT_IN_TIERS:
+            tiers.setdefault(name, Tier(ObjectMeta(name), order, action))
         self.tiers: tuple[CompiledTier, ...] = tuple(
             sorted((CompiledTier.of(tier) for tier in tiers.values()), key=lambda tier: tier.sort_key)
         )

@@ -2,7 +2,10 @@
 
 A policy becomes a namespaced Calico policy ``knp.default.<name>`` in the ``default`` tier at order
 1000: selector ``projectcalico.org/orchestrator == 'k8s'`` plus the podSelector terms; ``policyTypes``
-as given, Ingress only when empty. Every rule allows. Each Kubernetes rule becomes one rule per
+as given, Ingress only when empty. The Kubernetes API server never hands Calico an empty list: it
+defaults it to Ingress, plus Egress when the policy has egress rules (``SetDefaults_NetworkPolicy``),
+so a manifest is read with that default; a StagedKubernetesNetworkPolicy is a Calico resource that
+is not defaulted. Every rule allows. Each Kubernetes rule becomes one rule per
 protocol (sorted by name: SCTP, TCP, UDP) and, inside it, one per peer, in order: that fixes the rule
 indices that traces carry. A port without protocol is TCP, ``endPort`` makes a range, a rule without
 ports matches every protocol, no peers means any peer. ``ipBlock`` becomes ``nets``/``notNets``; a
@@ -134,12 +137,19 @@ def convert_rules(rules: tuple[K8sRule, ...], *, ingress: bool) -> tuple[Rule, .
     return tuple(converted)
 
 
-def convert_spec(spec: K8sPolicySpec) -> PolicySpec:
-    """The Calico policy spec of a Kubernetes NetworkPolicy spec."""
+def convert_spec(spec: K8sPolicySpec, *, api_defaults: bool = True) -> PolicySpec:
+    """The Calico policy spec of a Kubernetes NetworkPolicy spec.
+
+    ``api_defaults``: apply the API server's default for an empty ``policyTypes`` first (true for a
+    ``networking.k8s.io/v1`` NetworkPolicy, false for a StagedKubernetesNetworkPolicy).
+    """
+    written = spec.policy_types
+    if not written and api_defaults and spec.egress:
+        written = (PolicyType.INGRESS, PolicyType.EGRESS)
     types: list[PolicyType] = []
-    if PolicyType.INGRESS in spec.policy_types:
+    if PolicyType.INGRESS in written:
         types.append(PolicyType.INGRESS)
-    if PolicyType.EGRESS in spec.policy_types:
+    if PolicyType.EGRESS in written:
         types.append(PolicyType.EGRESS)
     return PolicySpec(
         tier=DEFAULT_TIER,

@@ -111,7 +111,7 @@ class PolicyCompiler:
         if isinstance(policy, StagedNetworkPolicy | StagedGlobalNetworkPolicy | StagedKubernetesNetworkPolicy):
             staged_action = StagedAction(policy.staged_action)
         if isinstance(policy, KubernetesNetworkPolicy | StagedKubernetesNetworkPolicy):
-            spec: PolicySpec = convert_spec(policy.spec)
+            spec: PolicySpec = convert_spec(policy.spec, api_defaults=isinstance(policy, KubernetesNetworkPolicy))
             plain = policy.name
             qualified = knp_name(policy.name)
             hit_name = plain

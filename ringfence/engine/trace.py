@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 from ringfence.engine.endpoint import Entity
 from ringfence.engine.tiers import PROFILE_TIER, Profile, Step
-from ringfence.flows.hits import format_hit
+from ringfence.flows.hits import NO_PROFILE, format_hit
 from ringfence.flows.record import EndpointType, PolicyHit
-
-NO_PROFILE: Final = PROFILE_TIER
-"""Name of the final deny of an endpoint without profile (a host endpoint): ``i|__PROFILE__|__PROFILE__|deny|-1``."""
 
 
 class TraceWriter:
@@ -60,11 +55,7 @@ class TraceWriter:
         for hit in hits:
             text = self._strings.get(hit)
             if text is None:
-                if hit.kind == "pro" and hit.name == NO_PROFILE:
-                    # Not a real profile: format_hit would decorate the name as one.
-                    text = f"{hit.index}|{PROFILE_TIER}|{NO_PROFILE}|{hit.action}|{hit.rule_index}"
-                else:
-                    text = format_hit(hit, "enterprise")
+                text = format_hit(hit, "enterprise")
                 self._strings[hit] = text
             out.append(text)
         return tuple(out)

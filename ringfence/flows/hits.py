@@ -6,8 +6,12 @@ Two spellings exist and both are read:
   decorations: ``tier.policy`` (GlobalNetworkPolicy), ``ns/tier.policy`` (NetworkPolicy),
   ``ns/knp.default.policy`` (Kubernetes NetworkPolicy), ``kcnp.<tier>.policy`` (Kubernetes
   ClusterNetworkPolicy), ``__PROFILE__.kns.ns`` (profile); staged policies carry ``staged:`` before
-  the tier (``staged:tier.policy``, ``ns/staged:knp.default.policy``) or before the policy name
-  (``tier.staged:policy``). Older logs have no rule index (four fields).
+  the policy name (``tier.staged:policy``, ``ns/tier.staged:policy``: what Calico Enterprise
+  writes) or before the tier (``staged:tier.policy``, read for older tooling;
+  ``ns/staged:knp.default.policy`` for Kubernetes policies). Older logs have no rule index (four
+  fields); ``-`` as the rule index also means unknown. An endpoint without profile (a host
+  endpoint) ends in ``__PROFILE__|__PROFILE__|deny|-1`` (the engine, after app-policy's checker) or
+  ``__PROFILE__|__PROFILE__.__NO_MATCH__|deny`` (Calico Enterprise's policy preview).
 * **Goldmane** (Calico OSS 3.30+): ``index|tier|kind:[ns/]name|action|ruleIndex`` with the short
   kinds ``np gnp snp sgnp sknp knp kcnp pro``.
 
@@ -39,6 +43,15 @@ END_OF_TIER: Final = -1
 
 UNKNOWN_RULE: Final = -2
 """Rule index Calico writes when the rule is unknown; also what Goldmane style writes for a hit without one."""
+
+NO_PROFILE: Final = PROFILE_TIER
+"""Profile name of the final deny of an endpoint without profile: ``i|__PROFILE__|__PROFILE__|deny|-1``."""
+
+NO_MATCH_PROFILE: Final = "__NO_MATCH__"
+"""The same deny as Calico Enterprise's policy preview names it: ``__PROFILE__.__NO_MATCH__``."""
+
+_NO_PROFILE_NAMES: Final = frozenset({NO_PROFILE, NO_MATCH_PROFILE})
+_UNKNOWN_RULE_TEXT: Final = "-"
 
 HIT_KINDS: Final[Mapping[str, str]] = MappingProxyType(
     {
@@ -121,7 +134,7 @@ def _parse_hit_cached(text: str) -> PolicyHit:
     if action not in HIT_ACTIONS:
         raise PolicyHitError(f"action {action!r} is not one of allow, deny, pass", hit=text)
     rule_index: int | None = None
-    if len(fields) == 5:
+    if len(fields) == 5 and fields[4] != _UNKNOWN_RULE_TEXT:
         rule_index = _parse_int(fields[4], "rule index", text)
         if rule_index < UNKNOWN_RULE:
             raise PolicyHitError(f"rule index {rule_index} is below {UNKNOWN_RULE}", hit=text)
@@ -190,6 +203,8 @@ def _parse_goldmane_name(kind: str, name_part: str, text: str) -> tuple[str, str
     if kind not in HIT_KINDS:
         raise PolicyHitError(f"unknown policy kind {kind!r} (expected one of {', '.join(HIT_KINDS)})", hit=text)
     rest = name_part[len(kind) + 1 :]
+    if kind == "pro" and rest in _NO_PROFILE_NAMES:
+        return kind, None, rest
     namespace: str | None = None
     if "/" in rest:
         namespace, _, name = rest.partition("/")
@@ -215,11 +230,12 @@ def _parse_enterprise_name(name_part: str, tier: str, text: str) -> tuple[str, s
     if not name:
         raise PolicyHitError("policy name is empty", hit=text)
 
-    if name.startswith(_PROFILE_PREFIX):
+    if name == NO_PROFILE or name.startswith(_PROFILE_PREFIX):
         if namespace is not None:
             raise PolicyHitError("a profile is not namespaced", hit=text)
-        profile = name[len(_PROFILE_PREFIX) :]
-        _check_name(profile, "profile name", text)
+        profile = NO_PROFILE if name == NO_PROFILE else name[len(_PROFILE_PREFIX) :]
+        if profile != NO_MATCH_PROFILE and name != NO_PROFILE:
+            _check_name(profile, "profile name", text)
         return "pro", None, profile
     if name.startswith((_STAGED + _KNP_PREFIX, _KNP_PREFIX)):
         staged = name.startswith(_STAGED)
@@ -330,14 +346,14 @@ def _enterprise_name(hit: PolicyHit) -> str:
     if kind in ("gnp", "np"):
         return qualified_policy_name(bare, hit.tier)
     if kind in ("sgnp", "snp"):
-        return _STAGED + qualified_policy_name(bare, hit.tier)
+        return f"{hit.tier}.{_STAGED}{bare.removeprefix(hit.tier + '.')}"
     if kind == "knp":
         return _KNP_PREFIX + bare
     if kind == "sknp":
         return _STAGED + _KNP_PREFIX + bare
     if kind == "kcnp":
         return f"kcnp.{hit.tier}.{bare}"
-    return _PROFILE_PREFIX + bare  # pro
+    return bare if bare == NO_PROFILE else _PROFILE_PREFIX + bare  # pro
 
 
 # --- naming ------------------------------------------------------------------------------------

@@ -73,7 +73,19 @@ _META_IGNORED: Final = (
     "deletionTimestamp",
     "deletionGracePeriodSeconds",
 )
-_POLICY_FIELDS: Final = ("tier", "order", "selector", "serviceAccountSelector", "types", "ingress", "egress")
+_POLICY_FIELDS: Final = (
+    "tier",
+    "order",
+    "selector",
+    "serviceAccountSelector",
+    "types",
+    "ingress",
+    "egress",
+    "performanceHints",
+)
+# Calico 3.28+ ``spec.performanceHints`` (Felix programs the policy's rules eagerly on every node). It does
+# not change a verdict, and the model has no field for it yet: it is validated, then dropped (a dump omits it).
+PERFORMANCE_HINTS: Final = ("AssumeNeededOnEveryNode",)
 _GLOBAL_FIELDS: Final = ("namespaceSelector", "doNotTrack", "preDNAT", "applyOnForward")
 
 ResourceType: TypeAlias = type[Resource]
@@ -260,7 +272,15 @@ def _check_legacy_name(reader: Reader, name: str, tier: str | None) -> None:
         reader.fail("metadata.name", f"the tier prefix {prefix!r} of {name!r} does not match spec.tier {tier!r}")
 
 
+def _check_performance_hints(reader: Reader, spec: dict[str, Any]) -> None:
+    for item_path, item in reader.items(spec, "performanceHints", "spec"):
+        hint = reader.text(item, item_path)
+        if hint is not None and hint not in PERFORMANCE_HINTS:
+            reader.fail(item_path, f"{hint!r} is not one of {', '.join(PERFORMANCE_HINTS)}")
+
+
 def _read_policy_spec(reader: Reader, spec: dict[str, Any], tier: str, *, is_global: bool) -> PolicySpec:
+    _check_performance_hints(reader, spec)
     types: list[PolicyType] = []
     for item_path, item in reader.items(spec, "types", "spec"):
         policy_type = reader.enum_value(item, item_path, PolicyType)

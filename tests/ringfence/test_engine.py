@@ -22,6 +22,7 @@ from test_engine_support import (
 )
 
 from ringfence.engine import NotACalicoEndpointError, PolicyCompileError, PolicyEngine, PolicyUnavailableError
+from ringfence.flows.hits import parse_hits
 from ringfence.flows.record import Endpoint, Reporter
 from ringfence.model import PolicyType
 
@@ -143,12 +144,37 @@ def test_policy_types_limit_the_direction() -> None:
 def test_host_endpoint_without_policy_has_no_profile_and_is_denied() -> None:
     verdict = ingress([], EXTERNAL, host({"role": "node"}, ip="192.0.2.1"))
     assert (verdict.action, verdict.trace) == ("deny", ("0|__PROFILE__|__PROFILE__|deny|-1",))
+    # the trace the engine writes is one the flow-log reader takes back
+    assert parse_hits(verdict.trace) == verdict.hits
 
 
 def test_default_tier_exists_without_a_resource_and_can_be_redefined() -> None:
     policies = [np("default.web", "shop", egress=[allow_to(ports=ports(5432))])]
     assert egress(policies, WEB, EXTERNAL).action == "deny"
     assert egress([*policies, tier("default", 1_000_000, "Pass")], WEB, EXTERNAL).action == "allow"
+
+
+@pytest.mark.parametrize(
+    ("tier_name", "order", "expected_tiers"),
+    [
+        # Calico 3.30+ creates kube-admin (order 1000, Pass) and kube-baseline (10,000,000, Pass) itself
+        ("kube-admin", 1000.0, ["security", "kube-admin", "default", "__PROFILE__"]),
+        ("kube-baseline", 10_000_000.0, ["security", "default", "kube-baseline", "__PROFILE__"]),
+    ],
+)
+def test_built_in_kube_tiers_exist_without_a_resource(tier_name: str, order: float, expected_tiers: list[str]) -> None:
+    resources = [
+        tier("security", 100, "Pass"),
+        gnp("security.pass", tier_name="security", egress=[rule("Pass")]),
+        gnp(f"{tier_name}.watch", tier_name=tier_name, egress=[rule("Pass", protocol="UDP")]),
+        gnp("default.pass", egress=[rule("Pass")]),
+    ]
+    verdict = egress(resources, WEB, EXTERNAL)  # TCP: the built-in tier's policy does not match, its Pass applies
+    assert trace_tiers(verdict.trace) == expected_tiers
+    position = expected_tiers.index(tier_name)
+    assert verdict.trace[position] == f"{position}|{tier_name}|{tier_name}.watch|pass|-1"
+    engine = PolicyEngine(resources)
+    assert [t.order for t in engine.tiers if t.name == tier_name] == [order]
 
 
 def test_policy_in_an_undefined_tier_is_inactive() -> None:

@@ -71,10 +71,24 @@ def test_pod_selector(selector: LabelSelector, labels: dict[str, str], selected:
 
 
 def test_empty_policy_types_mean_ingress_only() -> None:
-    policy = knp(egress=(K8sRule(),))  # egress rules without policyTypes are ignored by Calico
+    policy = knp()
     engine = PolicyEngine([policy])
     assert engine.evaluate(flow(DB, net("198.51.100.1", port=80))).action == "allow"
     assert engine.evaluate(flow(net("198.51.100.1"), DB, reporter="dst")).action == "deny"
+
+
+def test_empty_policy_types_with_egress_rules_get_the_api_servers_default() -> None:
+    # Kubernetes defaults an empty policyTypes to Ingress, plus Egress when egress rules exist
+    # (SetDefaults_NetworkPolicy), before Calico ever sees the policy.
+    dns_only = K8sRule(ports=(K8sPort("UDP", 53),))
+    engine = PolicyEngine([knp(egress=(dns_only,))])
+    assert engine.evaluate(flow(DB, net("198.51.100.1", port=53), proto="udp")).action == "allow"
+    assert engine.evaluate(flow(DB, net("198.51.100.1", port=80))).action == "deny"
+    assert engine.evaluate(flow(net("198.51.100.1"), DB, reporter="dst")).action == "deny"
+    assert convert_spec(K8sPolicySpec(egress=(dns_only,))).types == (PolicyType.INGRESS, PolicyType.EGRESS)
+    # a staged Kubernetes policy is a Calico resource the API server does not default
+    staged = convert_spec(K8sPolicySpec(egress=(dns_only,)), api_defaults=False)
+    assert staged.types == (PolicyType.INGRESS,)
 
 
 @pytest.mark.parametrize(

@@ -226,6 +226,23 @@ def test_endpoint_kinds_and_network_sets(entity: dict[str, Any], dest: Endpoint,
     assert outcome(to(**entity), WEB, dest) == expected
 
 
+@pytest.mark.parametrize(
+    ("selector", "named", "expected"),
+    [
+        # Calico names a set endpoint after the longest-prefix set holding the address, so the address is
+        # also in every set whose CIDRs contain the named set's (here "public" contains all of "aws")
+        pytest.param("type == 'public'", "aws", MATCH, id="containing-set"),
+        pytest.param("type == 'aws'", "aws", MATCH, id="named-set"),
+        # the address may be in the narrower "aws" range or elsewhere in "public"
+        pytest.param("type == 'aws'", "public", UNCERTAIN, id="narrower-set"),
+        pytest.param("type == 'partner'", "aws", NO_MATCH, id="disjoint-set"),
+    ],
+)
+def test_a_set_endpoint_without_ip_belongs_to_the_sets_around_it(selector: str, named: str, expected: str) -> None:
+    sets = (global_set("public", ["0.0.0.0/0"], type="public"), global_set("aws", ["52.0.0.0/8"], type="aws"))
+    assert outcome(to(selector=selector), WEB, set_endpoint(named, port=443), extra=sets) == expected
+
+
 def test_an_address_matches_through_every_network_set_containing_it() -> None:
     sets = (global_set("public", ["0.0.0.0/0"], type="public"), global_set("aws", ["52.0.0.0/8"], type="aws"))
     address = net("52.1.2.3")

@@ -79,6 +79,13 @@ ENTERPRISE = [
         PolicyHit(0, "security", "gnp", "security.known-bad-actors", "pass", None),
     ),
     ("4|default|ns1/staged:knp.default.np|allow", PolicyHit(4, "default", "sknp", "np", "allow", None, "ns1")),
+    # the final deny of an endpoint without profile (a host endpoint), as the engine writes it ...
+    ("3|__PROFILE__|__PROFILE__|deny|-1", PolicyHit(3, "__PROFILE__", "pro", "__PROFILE__", "deny", -1)),
+    # ... and as Calico Enterprise's policy preview writes it
+    (
+        "1|__PROFILE__|__PROFILE__.__NO_MATCH__|deny|-1",
+        PolicyHit(1, "__PROFILE__", "pro", "__NO_MATCH__", "deny", -1),
+    ),
     (
         "12|tier-2|ns-1/tier-2.policy.with.dots|deny|10",
         PolicyHit(12, "tier-2", "np", "tier-2.policy.with.dots", "deny", 10, "ns-1"),
@@ -95,7 +102,37 @@ GOLDMANE = [
     ("3|kube-baseline|kcnp:name|pass|4", PolicyHit(3, "kube-baseline", "kcnp", "name", "pass", 4)),
     ("1|__PROFILE__|pro:ksa.svcacct|allow|0", PolicyHit(1, "__PROFILE__", "pro", "ksa.svcacct", "allow", 0)),
     ("0|tier1|np:ns1/tier1.policy1|deny|-1", PolicyHit(0, "tier1", "np", "tier1.policy1", "deny", -1, "ns1")),
+    ("2|__PROFILE__|pro:__PROFILE__|deny|-1", PolicyHit(2, "__PROFILE__", "pro", "__PROFILE__", "deny", -1)),
 ]
+
+
+@pytest.mark.parametrize(
+    ("text", "hit", "written"),
+    [
+        # Calico Enterprise writes "-" when the rule index is unknown (lma ToFlowLogPolicyString)
+        (
+            "0|platform|platform.twilio-integration|allow|-",
+            PolicyHit(0, "platform", "gnp", "platform.twilio-integration", "allow", None),
+            "0|platform|platform.twilio-integration|allow",
+        ),
+        (
+            "1|default|ns/default.staged:x|deny|-",
+            PolicyHit(1, "default", "snp", "default.staged:x", "deny", None, "ns"),
+            "1|default|ns/default.staged:x|deny",
+        ),
+    ],
+)
+def test_a_dash_rule_index_reads_as_unknown(text, hit, written):
+    assert parse_hit(text) == hit
+    assert format_hit(hit, "enterprise") == written
+    assert format_hit(hit, "goldmane").endswith("|-2")
+
+
+def test_the_no_profile_deny_keeps_its_spelling_in_both_styles():
+    hit = PolicyHit(0, "__PROFILE__", "pro", "__PROFILE__", "deny", -1)
+    assert format_hit(hit, "enterprise") == "0|__PROFILE__|__PROFILE__|deny|-1"
+    assert format_hit(hit, "goldmane") == "0|__PROFILE__|pro:__PROFILE__|deny|-1"
+    assert hit_policy_name(hit) == "__PROFILE__"
 
 
 @pytest.mark.parametrize(("text", "hit"), ENTERPRISE + GOLDMANE)
@@ -136,8 +173,11 @@ def test_enterprise_hits_format_as_goldmane(enterprise, goldmane):
     [
         ("0|tier|gnp:name|allow|0", "0|tier|tier.name|allow|0"),
         ("0|tier|np:namespace/tier.name|allow|1", "0|tier|namespace/tier.name|allow|1"),
-        ("1|tier|sgnp:name|deny|2", "1|tier|staged:tier.name|deny|2"),
-        ("1|tier|snp:namespace/name|deny|0", "1|tier|namespace/staged:tier.name|deny|0"),
+        # Calico Enterprise writes a staged Calico policy as "<tier>.staged:<name>" (lma PolicyHit.FlowLogName)
+        ("1|tier|sgnp:name|deny|2", "1|tier|tier.staged:name|deny|2"),
+        ("1|tier|snp:namespace/name|deny|0", "1|tier|namespace/tier.staged:name|deny|0"),
+        ("1|tier|sgnp:name.with.dots|deny|2", "1|tier|tier.staged:name.with.dots|deny|2"),
+        ("1|tier|snp:namespace/tier.name|deny|0", "1|tier|namespace/tier.staged:name|deny|0"),
         ("1|default|sknp:namespace/name|deny|3", "1|default|namespace/staged:knp.default.name|deny|3"),
         ("0|default|knp:namespace/name|allow|2", "0|default|namespace/knp.default.name|allow|2"),
         ("3|kube-admin|kcnp:name|pass|4", "3|kube-admin|kcnp.kube-admin.name|pass|4"),
@@ -218,6 +258,11 @@ INVALID = [
     ("0|default|knp.default.backend|allow|0", "needs a namespace"),
     ("0|__PROFILE__|storefront/__PROFILE__.kns.storefront|allow|0", "a profile is not namespaced"),
     ("0|__PROFILE__|__PROFILE__.Kns.x|allow|0", "profile name 'Kns.x'"),
+    ("0|__PROFILE__|ns/__PROFILE__|deny|-1", "a profile is not namespaced"),
+    ("0|__PROFILE__|__PROFILE__.__PROFILE__|deny|-1", "profile name '__PROFILE__'"),
+    ("0|__PROFILE__|pro:__NO_MATCH__.x|deny|-1", "policy name '__NO_MATCH__.x'"),
+    ("0|platform|__PROFILE__|deny|-1", "must be in tier '__PROFILE__'"),
+    ("0|platform|platform.x|allow|--", "rule index '--' is not an integer"),
     ("0|kube-admin|kcnp.kube-baseline.x|allow|0", "does not start with 'kcnp.kube-admin.'"),
     ("0|kube-admin|ns/kcnp.kube-admin.x|allow|0", "not namespaced"),
     ("0|adminnetworkpolicy|kanp.adminnetworkpolicy.x|pass|0", "AdminNetworkPolicy hits"),
@@ -365,7 +410,9 @@ def test_arbitrary_text_parses_or_raises_policy_hit_error(text):
     except PolicyHitError:
         return
     style = "goldmane" if ":" in text.split("|")[2] and not text.split("|")[2].count("staged:") else "enterprise"
-    assert format_hit(hit, style) == text
+    # Enterprise's "-" rule index (unknown) is written back in the four-field form of older logs
+    expected = text.removesuffix("|-") if style == "enterprise" else text
+    assert format_hit(hit, style) == expected
 
 
 # --- the conformance checker built on the parser ---------------------------------------------

@@ -622,3 +622,28 @@ def test_empty_selectors_read_as_absent() -> None:
     assert isinstance(policy, GlobalNetworkPolicy)
     assert policy.spec.namespace_selector is None
     assert policy.spec.ingress[0].source.selector is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "namespace", "extra"),
+    [
+        ("GlobalNetworkPolicy", None, {}),
+        ("NetworkPolicy", "storefront", {}),
+        ("StagedGlobalNetworkPolicy", None, {"stagedAction": "Set"}),
+        ("StagedNetworkPolicy", "storefront", {"stagedAction": "Learn"}),
+    ],
+)
+def test_performance_hints_of_an_exported_policy_are_accepted_and_change_nothing(
+    kind: str, namespace: str | None, extra: dict[str, Any]
+) -> None:
+    # Calico 3.28+ writes spec.performanceHints; it tunes Felix's rule programming, not verdicts.
+    metadata: dict[str, Any] = {"name": "security.p"}
+    if namespace:
+        metadata["namespace"] = namespace
+    spec: dict[str, Any] = {"tier": "security", "selector": "app == 'web'", "egress": [{"action": "Allow"}], **extra}
+    document = {"apiVersion": "projectcalico.org/v3", "kind": kind, "metadata": metadata, "spec": spec}
+    hinted = {**document, "spec": {**spec, "performanceHints": ["AssumeNeededOnEveryNode"]}}
+    assert resource_from_dict(hinted) == resource_from_dict(document)
+    assert load_manifests(json.dumps({**hinted, "spec": {**spec, "performanceHints": []}})) == [
+        resource_from_dict(document)
+    ]

@@ -504,6 +504,15 @@ CASES: list[tuple[str, dict[str, Any], str, str]] = [
         "not one of Ingress, Egress",
     ),
     ("k8s calico field", knp(podSelector={}, selector="a == 'b'"), "spec.selector", "unknown field"),
+    (
+        "unknown performance hint",
+        gnp(performanceHints=["AssumeNeededOnSomeNodes"]),
+        "spec.performanceHints[0]",
+        "not one of AssumeNeededOnEveryNode",
+    ),
+    ("performance hints not a list", np(performanceHints="AssumeNeededOnEveryNode"), "spec.performanceHints", "list"),
+    ("performance hint not a string", np(performanceHints=[1]), "spec.performanceHints[0]", "expected a string"),
+    ("k8s performance hints", knp(podSelector={}, performanceHints=[]), "spec.performanceHints", "unknown field"),
     ("k8s without podSelector", knp(ingress=[{}]), "spec.podSelector", "required"),
     (
         "staged k8s without podSelector",
