@@ -172,6 +172,7 @@ class PolicySpec:
     do_not_track: bool = False
     pre_dnat: bool = False
     apply_on_forward: bool = False
+    performance_hints: tuple[str, ...] = ()  # Calico 3.28+; no effect on verdicts, kept for round trips
 
 
 def default_policy_types(ingress: tuple[Rule, ...], egress: tuple[Rule, ...]) -> tuple[PolicyType, ...]:

@@ -84,7 +84,7 @@ _POLICY_FIELDS: Final = (
     "performanceHints",
 )
 # Calico 3.28+ ``spec.performanceHints`` (Felix programs the policy's rules eagerly on every node). It does
-# not change a verdict, and the model has no field for it yet: it is validated, then dropped (a dump omits it).
+# not change a verdict; it is validated and kept so that a dump writes it back.
 PERFORMANCE_HINTS: Final = ("AssumeNeededOnEveryNode",)
 _GLOBAL_FIELDS: Final = ("namespaceSelector", "doNotTrack", "preDNAT", "applyOnForward")
 
@@ -272,15 +272,19 @@ def _check_legacy_name(reader: Reader, name: str, tier: str | None) -> None:
         reader.fail("metadata.name", f"the tier prefix {prefix!r} of {name!r} does not match spec.tier {tier!r}")
 
 
-def _check_performance_hints(reader: Reader, spec: dict[str, Any]) -> None:
+def _read_performance_hints(reader: Reader, spec: dict[str, Any]) -> tuple[str, ...]:
+    hints: list[str] = []
     for item_path, item in reader.items(spec, "performanceHints", "spec"):
         hint = reader.text(item, item_path)
         if hint is not None and hint not in PERFORMANCE_HINTS:
             reader.fail(item_path, f"{hint!r} is not one of {', '.join(PERFORMANCE_HINTS)}")
+        elif hint is not None:
+            hints.append(hint)
+    return tuple(hints)
 
 
 def _read_policy_spec(reader: Reader, spec: dict[str, Any], tier: str, *, is_global: bool) -> PolicySpec:
-    _check_performance_hints(reader, spec)
+    performance_hints = _read_performance_hints(reader, spec)
     types: list[PolicyType] = []
     for item_path, item in reader.items(spec, "types", "spec"):
         policy_type = reader.enum_value(item, item_path, PolicyType)
@@ -303,6 +307,7 @@ def _read_policy_spec(reader: Reader, spec: dict[str, Any], tier: str, *, is_glo
         do_not_track=reader.flag(spec, "doNotTrack", "spec"),
         pre_dnat=reader.flag(spec, "preDNAT", "spec"),
         apply_on_forward=reader.flag(spec, "applyOnForward", "spec"),
+        performance_hints=performance_hints,
     )
     _check_host_flags(reader, policy_spec)
     return policy_spec

@@ -119,6 +119,7 @@ def _policy_spec(spec: PolicySpec) -> dict[str, Any]:
         doNotTrack=spec.do_not_track,
         preDNAT=spec.pre_dnat,
         applyOnForward=spec.apply_on_forward,
+        performanceHints=list(spec.performance_hints),
     )
 
 
