@@ -32,7 +32,7 @@ CORE_FORBIDDEN = (
     "urllib",
     "requests",
 )
-SERVICES = ("services.api", "services.worker", "services.collector")
+SERVICES = ("services.api", "services.worker", "services.collector", "services.sync")
 SHARED = "services.common"
 
 

@@ -1,0 +1,5 @@
+"""`ringfence api`."""
+
+from services.api.cli import api as command
+
+__all__ = ["command"]

@@ -1,0 +1,5 @@
+"""`ringfence token`."""
+
+from services.api.cli import token as command
+
+__all__ = ["command"]

@@ -1,0 +1,208 @@
+"""SQL that summarises stored flows: policy-board counts (from the rollup) and evaluation keys (previews)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Final
+
+import asyncpg
+
+from ringfence.flows.record import Flow, FlowAction, Reporter
+from services.common.db.flow_reads import READ_SETTINGS, STAGED_KINDS, endpoint_from_row
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyHitCount:
+    """Flows one policy rule (or end-of-tier action, ``rule_index`` -1) allowed, denied or passed.
+
+    Enforced policies are counted from the enforced trace; staged policies (``staged``) from the
+    trace where the log recorded them (the pending one, or ``all_policies`` of older logs).
+    ``rule_index`` is None for hits of older logs that did not record it.
+    """
+
+    tier: str
+    kind: str
+    namespace: str | None
+    name: str
+    rule_index: int | None
+    action: str
+    staged: bool
+    records: int
+    flows: int
+    packets: int
+    bytes: int
+
+
+# Whole hours of the window from the hourly rollup, the ragged ends from the 5-minute one. The
+# ranges are computed by the caller (see _board_ranges), so each part prunes to its own partitions
+# and rows; a NULL bound makes its part empty (a range bound of the hourly part: unbounded).
+POLICY_BOARD: Final = """
+WITH hits AS (
+    SELECT tier, kind, namespace, name, rule_index, action, records, num_flows, packets, bytes
+    FROM policy_hits_1h
+    WHERE $1::boolean AND bucket >= coalesce($2::timestamptz, '-infinity')
+      AND bucket < coalesce($3::timestamptz, 'infinity') AND (NOT pending OR kind = ANY($8::text[]))
+    UNION ALL
+    SELECT tier, kind, namespace, name, rule_index, action, records, num_flows, packets, bytes
+    FROM policy_hits_5m
+    WHERE bucket > $4::timestamptz AND bucket < $5::timestamptz AND (NOT pending OR kind = ANY($8::text[]))
+    UNION ALL
+    SELECT tier, kind, namespace, name, rule_index, action, records, num_flows, packets, bytes
+    FROM policy_hits_5m
+    WHERE bucket >= $6::timestamptz AND bucket < $7::timestamptz AND (NOT pending OR kind = ANY($8::text[]))
+)
+SELECT tier, kind, namespace, name, rule_index, action, sum(records) AS records, sum(num_flows) AS flows,
+       sum(packets) AS packets, sum(bytes) AS bytes
+FROM hits
+GROUP BY tier, kind, namespace, name, rule_index, action
+ORDER BY tier, kind, namespace NULLS FIRST, name, rule_index NULLS FIRST, action
+"""
+
+BoardRanges = tuple[
+    bool, datetime | None, datetime | None, datetime | None, datetime | None, datetime | None, datetime | None
+]
+
+
+def _board_ranges(from_: datetime | None, to: datetime | None) -> BoardRanges:
+    """(use hours, hours from, hours to, 5-minute buckets after/before, 5-minute buckets from/before).
+
+    5-minute buckets count when they overlap ``[from_, to)``: ``bucket > from_ - 5 min`` and
+    ``bucket < to``. The whole hours inside the window come from the hourly rollup instead.
+    """
+    # Hours of the rollup are UTC hours (a +05:30 zone would cut them elsewhere).
+    from_, to = _utc(from_), _utc(to)
+    first_hour = None if from_ is None else _ceil_hour(from_)
+    end_hour = None if to is None else to.replace(minute=0, second=0, microsecond=0)
+    if first_hour is not None and end_hour is not None and first_hour >= end_hour:
+        # Inside one hour (or across one boundary, no whole hour): 5-minute buckets only.
+        return False, None, None, _before(from_), to, None, None
+    before = (_before(from_), first_hour) if from_ is not None else (None, None)
+    after = (end_hour, to) if to is not None else (None, None)
+    return True, first_hour, end_hour, *before, *after
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _ceil_hour(moment: datetime) -> datetime:
+    hour = moment.replace(minute=0, second=0, microsecond=0)
+    return hour if hour == moment else hour + timedelta(hours=1)
+
+
+def _before(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment - timedelta(minutes=5)
+
+
+async def policy_board_counts(
+    conn: asyncpg.Connection, from_: datetime | None, to: datetime | None
+) -> list[PolicyHitCount]:
+    """Per policy, rule and action, the flows of ``[from_, to)`` (widened to whole 5-minute buckets)."""
+    async with conn.transaction():
+        await conn.execute(READ_SETTINGS)
+        rows = await conn.fetch(POLICY_BOARD, *_board_ranges(from_, to), list(STAGED_KINDS))
+    return [
+        PolicyHitCount(
+            row["tier"],
+            row["kind"],
+            row["namespace"],
+            row["name"],
+            row["rule_index"],
+            row["action"],
+            row["kind"] in STAGED_KINDS,
+            int(row["records"]),
+            int(row["flows"]),
+            int(row["packets"]),
+            int(row["bytes"]),
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class FlowKey:
+    """Stored flows that a policy evaluates alike, merged: ``flow`` holds the facts evaluation reads
+    (reporter, action, both endpoints with labels, IPs and ports, protocol, domains, destination
+    service), the earliest start, the latest end and the summed counters; no traces. ``records`` is
+    how many stored records it merges.
+    """
+
+    flow: Flow
+    records: int
+
+
+FLOW_KEYS: Final = """
+WITH keys AS (
+    SELECT reporter, action, proto,
+           src_type, src_namespace, src_name, src_name_aggr, src_ip, src_port, src_labels, src_service_account,
+           dst_type, dst_namespace, dst_name, dst_name_aggr, dst_ip, dst_port, dst_labels, dst_service_account,
+           dst_domains, dst_service_namespace, dst_service_name, dst_service_port, dst_service_port_num,
+           min(start_time) AS start_time, max(end_time) AS end_time, count(*) AS records,
+           sum(num_flows) AS num_flows, sum(num_flows_started) AS num_flows_started,
+           sum(num_flows_completed) AS num_flows_completed, sum(packets_in) AS packets_in,
+           sum(packets_out) AS packets_out, sum(bytes_in) AS bytes_in, sum(bytes_out) AS bytes_out,
+           sum(http_requests_allowed_in) AS http_requests_allowed_in,
+           sum(http_requests_denied_in) AS http_requests_denied_in
+    FROM flows
+    WHERE start_time >= coalesce($1::timestamptz, '-infinity') AND start_time < coalesce($2::timestamptz, 'infinity')
+      AND ($3::text IS NULL OR src_namespace = $3 OR dst_namespace = $3)
+    GROUP BY reporter, action, proto,
+           src_type, src_namespace, src_name, src_name_aggr, src_ip, src_port, src_labels, src_service_account,
+           dst_type, dst_namespace, dst_name, dst_name_aggr, dst_ip, dst_port, dst_labels, dst_service_account,
+           dst_domains, dst_service_namespace, dst_service_name, dst_service_port, dst_service_port_num
+)
+SELECT keys.*, host(keys.src_ip) AS src_ip_text, host(keys.dst_ip) AS dst_ip_text,
+       sl.labels AS src_label_texts, dl.labels AS dst_label_texts
+FROM keys
+LEFT JOIN label_sets AS sl ON sl.id = keys.src_labels
+LEFT JOIN label_sets AS dl ON dl.id = keys.dst_labels
+"""
+
+
+async def flow_keys(
+    conn: asyncpg.Connection,
+    from_: datetime | None,
+    to: datetime | None,
+    *,
+    namespace: str | None = None,
+    prefetch: int = 1000,
+) -> AsyncIterator[FlowKey]:
+    """Stream the evaluation keys of the flows starting in ``[from_, to)`` (of one namespace, either side).
+
+    Rows come through a server-side cursor, so memory stays bounded however many keys the window has;
+    the iteration runs inside a transaction on ``conn`` (a savepoint if one is open).
+    """
+    async with conn.transaction():
+        await conn.execute(READ_SETTINGS)
+        async for row in conn.cursor(FLOW_KEYS, from_, to, namespace, prefetch=prefetch):
+            yield FlowKey(_key_flow(row), int(row["records"]))
+
+
+def _key_flow(row: asyncpg.Record) -> Flow:
+    return Flow(
+        start_time=int(row["start_time"].timestamp()),
+        end_time=int(row["end_time"].timestamp()),
+        source=endpoint_from_row(row, "src"),
+        dest=endpoint_from_row(row, "dst"),
+        proto=row["proto"],
+        reporter=Reporter(row["reporter"]),
+        action=FlowAction(row["action"]),
+        dest_domains=tuple(row["dst_domains"] or ()),
+        dest_service_namespace=row["dst_service_namespace"],
+        dest_service_name=row["dst_service_name"],
+        dest_service_port=row["dst_service_port"],
+        dest_service_port_num=row["dst_service_port_num"],
+        bytes_in=int(row["bytes_in"]),
+        bytes_out=int(row["bytes_out"]),
+        packets_in=int(row["packets_in"]),
+        packets_out=int(row["packets_out"]),
+        num_flows=int(row["num_flows"]),
+        num_flows_started=int(row["num_flows_started"]),
+        num_flows_completed=int(row["num_flows_completed"]),
+        http_requests_allowed_in=int(row["http_requests_allowed_in"]),
+        http_requests_denied_in=int(row["http_requests_denied_in"]),
+    )

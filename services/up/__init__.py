@@ -1,0 +1,1 @@
+"""`ringfence up`: the whole platform on one machine, supervised as one process group."""

@@ -1,0 +1,322 @@
+"""The flow store's write path against real PostgreSQL: formats, rejects, idempotency, rollups, retention.
+
+Most tests run in the rolled-back ``db`` transaction through ``FlowWriter.write_on``; the writer is
+fresh per test because its caches assume its transactions commit.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import orjson
+import pytest
+from flowdb import SAMPLE_TIME, json_lines, parse, raw_batch, sample_lines, write_batch
+
+from ringfence.flows.formats import parse_record
+from ringfence.flows.record import Endpoint, EndpointType, Flow, FlowAction, Reporter
+from services.collector.parse import TimeWindow
+from services.collector.rows import RowEncoder
+from services.collector.store import FlowWriter
+from services.common.db import flows, inventory, rejects
+from services.common.db.flows import FlowFilter, InternCollisionError
+
+SAMPLES = ("calico-flows.log", "goldmane.jsonl", "hubble.jsonl")
+
+
+def writer(pool: asyncpg.Pool) -> FlowWriter:
+    return FlowWriter(pool, clock=lambda: SAMPLE_TIME)
+
+
+def calico(**overrides: Any) -> dict[str, Any]:
+    """A realistic Calico Enterprise flow-log record (frontend -> backend, allowed at the source)."""
+    record: dict[str, Any] = {
+        "start_time": 1718236800,
+        "end_time": 1718237100,
+        "source_ip": None,
+        "source_name": "-",
+        "source_name_aggr": "frontend-864f4fcdfd-*",
+        "source_namespace": "storefront",
+        "source_port": None,
+        "source_type": "wep",
+        "source_labels": {"labels": ["app=frontend", "pod-template-hash=864f4fcdfd"]},
+        "dest_ip": None,
+        "dest_name": "-",
+        "dest_name_aggr": "backend-6cfbdd589f-*",
+        "dest_namespace": "storefront",
+        "dest_port": 5432,
+        "dest_type": "wep",
+        "dest_labels": {"labels": ["app=backend"]},
+        "dest_service_namespace": "-",
+        "dest_service_name": "-",
+        "dest_service_port": "-",
+        "dest_service_port_num": None,
+        "dest_domains": None,
+        "proto": "tcp",
+        "action": "allow",
+        "reporter": "src",
+        "policies": {
+            "enforced_policies": [
+                "0|security|security.known-bad-actors|pass|-1",
+                "1|default|storefront/default.fe|allow|0",
+            ],
+            "pending_policies": ["0|default|storefront/staged:default.fe-new|deny|-1"],
+        },
+        "bytes_in": 1000,
+        "bytes_out": 2000,
+        "packets_in": 10,
+        "packets_out": 20,
+        "num_flows": 3,
+        "num_flows_started": 3,
+        "num_flows_completed": 2,
+        "host": "node-a",
+    }
+    record.update(overrides)
+    return record
+
+
+async def all_flows(conn: asyncpg.Connection, **filters: Any) -> list[Flow]:
+    page = await flows.query_flows(conn, FlowFilter(**filters), first=10_000)
+    return [item.flow for item in page.items]
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+async def test_each_format_is_stored_and_reads_back_as_parsed(
+    db: asyncpg.Connection, db_pool: asyncpg.Pool, sample: str
+) -> None:
+    raw = raw_batch(sample_lines(sample))
+    chunk = parse(raw)
+    assert chunk.rejects == []
+    parsed = list(_parsed_flows(raw))
+    result = await writer(db_pool).write_on(db, write_batch(raw, chunk))
+    assert (result.outcome.accepted, result.outcome.rejected) == (len(parsed), 0)
+    assert Counter(await all_flows(db)) == Counter(parsed)
+
+
+def _parsed_flows(raw: Any) -> list[Flow]:
+    # The parsers' own answer, read independently of the collector.
+    return [parse_record(orjson.loads(line)) for line in raw.lines]
+
+
+BAD_LINES = [
+    (b"{not json", "not JSON", ""),
+    (json_lines([calico(reporter=None)])[0], "required field is missing", "reporter"),
+    (json_lines([calico(dest_port="5432")])[0], "must be an integer", "dest_port"),
+    (json_lines([calico(bytes_in=-5)])[0], "negative", "bytes_in"),
+    (json_lines([calico(end_time=1718236000)])[0], "before start time", "end_time"),
+    (json_lines([calico(action="maybe")])[0], "'maybe' is not one of", "action"),
+    (json_lines([calico(packets_out=2**60)])[0], "absurd", "packets_out"),
+    (json_lines([calico(host="a\u0000b")])[0], "NUL", ""),
+    (b"[1, 2, 3]", "", ""),
+]
+
+
+async def test_bad_lines_become_rejects_and_good_lines_around_them_are_stored(
+    db: asyncpg.Connection, db_pool: asyncpg.Pool
+) -> None:
+    good = json_lines([calico(), calico(reporter="dst")])
+    lines = [good[0], b"", *[line for line, _, _ in BAD_LINES], good[1]]
+    raw = raw_batch(lines, source="file:test.log")
+    result = await writer(db_pool).write_on(db, write_batch(raw))
+    assert (result.outcome.accepted, result.outcome.rejected) == (2, len(BAD_LINES))
+    assert len(await all_flows(db)) == 2
+    stored = sorted(await rejects.list_rejects(db, source="file:test.log"), key=lambda item: item.reject.line_no or 0)
+    assert [item.reject.line_no for item in stored] == list(range(3, 3 + len(BAD_LINES)))  # line 2 is blank
+    for item, (line, reason, field) in zip(stored, BAD_LINES, strict=True):
+        assert reason in item.reject.reason
+        assert item.reject.field == field
+        assert item.reject.raw == line.decode().replace("\x00", "\ufffd")
+        assert item.reject.byte_offset == raw.offsets[item.reject.line_no - 1]
+    assert [error["line"] for error in result.outcome.errors] == list(range(3, 3 + len(BAD_LINES)))
+
+
+async def test_a_long_rejected_line_is_kept_truncated(db: asyncpg.Connection, db_pool: asyncpg.Pool) -> None:
+    line = b'{"start_time": "' + b"x" * 10_000 + b'"}'
+    await writer(db_pool).write_on(db, write_batch(raw_batch([line])))
+    (stored,) = await rejects.list_rejects(db)
+    assert len(stored.reject.raw) == rejects.RAW_LIMIT
+    assert stored.reject.raw_truncated
+
+
+async def test_records_outside_the_retention_window_are_rejected(db: asyncpg.Connection, db_pool: asyncpg.Pool) -> None:
+    window = TimeWindow(earliest_start=1718236800, latest_end=1718240000)
+    lines = json_lines([calico(start_time=1718236500, end_time=1718236800), calico(), calico(end_time=1718300000)])
+    raw = raw_batch(lines)
+    result = await writer(db_pool).write_on(db, write_batch(raw, parse(raw, window=window)))
+    assert (result.outcome.accepted, result.outcome.rejected) == (1, 2)
+    assert ["retention" in error["error"] or "future" in error["error"] for error in result.outcome.errors] == [
+        True,
+        True,
+    ]
+
+
+async def test_a_retried_batch_is_stored_once(db: asyncpg.Connection, db_pool: asyncpg.Pool) -> None:
+    raw = raw_batch([*json_lines([calico(), calico(num_flows=1)]), b"oops"], key="batch-1")
+    store = writer(db_pool)
+    first = await store.write_on(db, write_batch(raw))
+    again = await store.write_on(db, write_batch(raw))
+    assert not first.duplicate
+    assert again.duplicate
+    assert again.outcome == first.outcome
+    assert len(await all_flows(db)) == 2
+    assert await rejects.count_rejects(db) == 1
+    other_key = raw_batch(raw.lines, key="batch-2")
+    assert not (await store.write_on(db, write_batch(other_key))).duplicate
+
+
+async def test_a_row_the_database_refuses_is_rejected_alone(db: asyncpg.Connection, db_pool: asyncpg.Pool) -> None:
+    # The parsers never produce such an address; a row the database refuses must still cost only itself.
+    raw = raw_batch(json_lines([calico(), calico(), calico()]))
+    chunk = parse(raw)
+    encoder = RowEncoder()
+    replacement = encoder.new_batch()
+    encoder.add(replacement, _flow_with_ip("999.1.2.3"))
+    chunk.encoded.rows[1] = replacement.rows[0]
+    result = await writer(db_pool).write_on(db, write_batch(raw, chunk))
+    assert (result.outcome.accepted, result.outcome.rejected) == (2, 1)
+    assert "database refused" in result.outcome.errors[0]["error"]
+    assert result.outcome.errors[0]["line"] == 2
+    assert len(await all_flows(db)) == 2
+    (stored,) = await rejects.list_rejects(db)
+    assert stored.reject.raw == raw.lines[1].decode()
+
+
+def _flow_with_ip(ip: str) -> Flow:
+    source = Endpoint(EndpointType.WORKLOAD, "frontend-864f4fcdfd-*", "storefront", ip=ip)
+    dest = Endpoint(EndpointType.NETWORK, "pub")
+    return Flow(1718236800, 1718237100, source, dest, "tcp", Reporter.SOURCE, FlowAction.ALLOW)
+
+
+async def test_rollups_agree_with_a_direct_aggregate_of_the_raw_table(
+    db: asyncpg.Connection, db_pool: asyncpg.Pool
+) -> None:
+    store = writer(db_pool)
+    # Several batches touching the same rollup rows (same buckets and keys), across two days.
+    for sample in SAMPLES:
+        await store.write_on(db, write_batch(raw_batch(sample_lines(sample))))
+    lines = json_lines(
+        calico(start_time=start, end_time=start + 300, num_flows=index % 7 + 1, bytes_in=index * 11, host=host)
+        for index, (start, host) in enumerate(
+            (1718236800 + 300 * (step % 4) + 86400 * (step % 2), f"node-{step % 3}") for step in range(60)
+        )
+    )
+    for part in range(3):
+        await store.write_on(db, write_batch(raw_batch(lines[part::3])))
+    edges = await db.fetch(
+        """
+        SELECT bucket, src_namespace, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type, dst_port,
+               proto, action, reporter, records, num_flows, packets_in, packets_out, bytes_in, bytes_out
+        FROM flow_edges_5m ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+        """
+    )
+    direct_edges = await db.fetch(
+        """
+        SELECT date_bin('5 minutes', start_time, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket, src_namespace,
+               src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type, dst_port, proto, action, reporter,
+               count(*), sum(num_flows), sum(packets_in), sum(packets_out), sum(bytes_in), sum(bytes_out)
+        FROM flows GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+        """
+    )
+    assert len(edges) > 20
+    assert [tuple(row) for row in edges] == [tuple(row) for row in direct_edges]
+    hits = await db.fetch(
+        """
+        SELECT bucket, pending, tier, kind, namespace, name, rule_index, action, records, num_flows, packets, bytes
+        FROM policy_hits_5m ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+        """
+    )
+    direct_hits = await db.fetch(
+        """
+        SELECT date_bin('5 minutes', f.start_time, TIMESTAMPTZ '1970-01-01 00:00:00+00'), h.pending, h.tier, h.kind,
+               h.namespace, h.name, h.rule_index, h.action, count(*), sum(f.num_flows),
+               sum(f.packets_in + f.packets_out), sum(f.bytes_in + f.bytes_out)
+        FROM flows AS f JOIN trace_hits AS h ON h.trace_set = f.trace_set
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+        """
+    )
+    assert len(hits) > 10
+    assert [tuple(row) for row in hits] == [tuple(row) for row in direct_hits]
+    hourly = await db.fetch(
+        """
+        SELECT bucket, pending, tier, kind, namespace, name, rule_index, action, records, num_flows, packets, bytes
+        FROM policy_hits_1h ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+        """
+    )
+    direct_hourly = await db.fetch(
+        """
+        SELECT date_trunc('hour', f.start_time), h.pending, h.tier, h.kind, h.namespace, h.name, h.rule_index,
+               h.action, count(*), sum(f.num_flows), sum(f.packets_in + f.packets_out), sum(f.bytes_in + f.bytes_out)
+        FROM flows AS f JOIN trace_hits AS h ON h.trace_set = f.trace_set
+        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+        """
+    )
+    assert [tuple(row) for row in hourly] == [tuple(row) for row in direct_hourly]
+    # And against the records themselves, not only SQL against SQL: every hit of every trace counted once.
+    expected: Counter[tuple[Any, ...]] = Counter()
+    for flow in await all_flows(db):
+        for pending, trace in ((False, flow.enforced_policies), (True, flow.pending_policies)):
+            for hit in trace:
+                expected[(flow.start_time - flow.start_time % 300, pending, hit.tier, hit.action)] += flow.num_flows
+    got: Counter[tuple[Any, ...]] = Counter()
+    for row in hits:
+        got[(int(row["bucket"].timestamp()), row["pending"], row["tier"], row["action"])] += int(row["num_flows"])
+    assert got == expected
+
+
+async def test_retention_drops_whole_daily_partitions(db: asyncpg.Connection, db_pool: asyncpg.Pool) -> None:
+    day = 86400
+    base = 1718236800  # 2024-06-13 00:00 UTC
+    lines = json_lines(calico(start_time=base + offset, end_time=base + offset + 300) for offset in (0, day, 2 * day))
+    await writer(db_pool).write_on(db, write_batch(raw_batch(lines)))
+    now = datetime.fromtimestamp(base + 2 * day + 3600, UTC)  # 2024-06-15 01:00
+    dropped = await flows.drop_expired_partitions(db, now, retention_days=1)
+    assert sorted(dropped) == [
+        "flow_edges_5m_p20240613",
+        "flows_p20240613",
+        "policy_hits_1h_p20240613",
+        "policy_hits_5m_p20240613",
+    ]
+    remaining = sorted(flow.start_time for flow in await all_flows(db))
+    assert remaining == [base + day, base + 2 * day]
+    first_kept_day = datetime.fromtimestamp(base + day, UTC)
+    assert await db.fetchval("SELECT count(*) FROM flow_edges_5m WHERE bucket < $1", first_kept_day) == 0
+    assert await db.fetchval("SELECT count(*) FROM flow_edges_5m") == 2
+    assert await flows.drop_expired_partitions(db, now, retention_days=1) == []
+
+
+async def test_partitions_are_created_ahead(db: asyncpg.Connection) -> None:
+    first, last = date(2031, 1, 1), date(2031, 1, 3)
+    assert await flows.ensure_partitions(db, first, last) == 12  # three days of flows and of each rollup
+    assert await flows.ensure_partitions(db, first, last) == 0
+
+
+async def test_inventory_records_namespaces_and_workloads_seen(db: asyncpg.Connection, db_pool: asyncpg.Pool) -> None:
+    store = writer(db_pool)
+    await store.write_on(db, write_batch(raw_batch(sample_lines("calico-flows.log"))))
+    later = calico(start_time=1718240000, end_time=1718240300, source_labels={"labels": ["app=frontend", "v=2"]})
+    await store.write_on(db, write_batch(raw_batch(json_lines([later]))))
+    workloads = {(item.namespace, item.name_aggr): item for item in await inventory.list_workloads(db)}
+    assert ("storefront", "backend-6cfbdd589f-*") in workloads
+    assert ("kube-system", "coredns-76f75df574-*") in workloads
+    frontend = workloads[("storefront", "frontend-864f4fcdfd-*")]
+    assert frontend.labels == (("app", "frontend"), ("v", "2"))  # the most recent labels
+    assert frontend.first_seen == datetime.fromtimestamp(1718236800, UTC)
+    assert frontend.last_seen == datetime.fromtimestamp(1718240300, UTC)
+    assert {item.name for item in await inventory.list_namespaces(db)} == {"storefront", "kube-system"}
+
+
+async def test_a_hash_collision_is_refused_not_mixed(db: asyncpg.Connection) -> None:
+    await flows.insert_label_sets(db, {42: ("app=a",)})
+    await flows.insert_label_sets(db, {42: ("app=a",)})  # the same value again is fine
+    with pytest.raises(InternCollisionError):
+        await flows.insert_label_sets(db, {42: ("app=b",)})
+
+
+async def test_counters_sum_exactly_in_rollups_beyond_32_bits(db: asyncpg.Connection, db_pool: asyncpg.Pool) -> None:
+    big = 2**40
+    lines = json_lines([calico(bytes_in=big), calico(bytes_in=big, reporter="dst")])
+    await writer(db_pool).write_on(db, write_batch(raw_batch(lines)))
+    assert await db.fetchval("SELECT sum(bytes_in) FROM flow_edges_5m") == Decimal(2 * big)
