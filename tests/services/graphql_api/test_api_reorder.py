@@ -35,9 +35,7 @@ async def names_in_default(api) -> list[str]:
 async def test_listed_policies_exchange_their_orders_and_the_others_keep_their_places(api):
     await api.apply("".join(ordered_policy(n, o) for n, o in [("a", 100), ("b", 200), ("c", 300), ("d", 150)]))
     before = {p["name"]: p for p in (await api.data(NAMES_IN_TIER, {"t": "default"}))["policies"]}
-    result = (await api.data(REORDER, {"t": "default", "o": [ref("c"), ref("a")]}, role="developer"))[
-        "reorderPolicies"
-    ]
+    result = (await api.data(REORDER, {"t": "default", "o": [ref("c"), ref("a")]}, role="developer"))["reorderPolicies"]
     assert [(p["name"], p["order"]) for p in result] == [("default.c", 100), ("default.a", 300)]
     assert await names_in_default(api) == ["default.c", "default.d", "default.b", "default.a"]
     rows = await api.fetch("SELECT name FROM audit_log WHERE action = 'reorder' ORDER BY name")
@@ -103,5 +101,5 @@ async def test_reordering_a_tier_the_caller_may_not_write_is_forbidden(api):
     ]
     error = await api.error(REORDER, {"t": "security", "o": refs, "s": 1, "st": 1}, role="developer")
     assert error["extensions"]["code"] == "FORBIDDEN"
-    allowed = (await api.data(REORDER, {"t": "security", "o": refs, "s": 1, "st": 1}, role="tier-admin"))
+    allowed = await api.data(REORDER, {"t": "security", "o": refs, "s": 1, "st": 1}, role="tier-admin")
     assert [p["name"] for p in allowed["reorderPolicies"]] == ["security.second", "security.known-bad-actors"]
