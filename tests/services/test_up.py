@@ -1,13 +1,15 @@
 """`ringfence up` end to end: a real subprocess on a machine with nothing configured.
 
 It starts embedded PostgreSQL and Redis in a temporary data directory, runs the services, loads the
-storefront demo through the API and the collector, and answers over HTTP; SIGTERM then stops every
-process it started and leaves no lock. A second start reuses the data.
+storefront demo through the API and the collector, and answers over HTTP and WebSocket (subscriptions
+over graphql-transport-ws, fed by its worker); SIGTERM then stops every process it started and leaves no
+lock. A second start reuses the data.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -21,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.sync.client import ClientConnection, connect
 
 from services.common.embedded import find_free_port
 from services.up.demo import load_storefront_demo
@@ -31,6 +34,35 @@ ADMIN_TOKEN = "rf_test-admin-token-for-the-up-test"
 READY_LINE = "Press Ctrl-C to stop."
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 60.0
+RECEIVE_TIMEOUT = 60.0
+TRANSPORT_WS = "graphql-transport-ws"
+
+BACKEND = "backend-6cfbdd589f-*"
+LOGGING = "logging-7f9b8c6d5b-*"
+JOB_PROGRESS = "subscription($id: ID!) { jobProgress(id: $id) { id kind state progress error result } }"
+PREVIEW = """subscription($y: String!) {
+  impactPreview(yaml: $y) {
+    __typename
+    ... on ImpactProgress { processed total }
+    ... on ImpactedFlow { before after change flow { sourceNameAggr destNameAggr destPort } }
+    ... on ImpactSummary { examined changed newlyDenied newlyAllowed uncertain }
+  } }"""
+# The platform team would cut the backend off from logging: only backend -> logging flows may change.
+DENY_BACKEND_TO_LOGGING = """\
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: platform.deny-backend-logging
+spec:
+  tier: platform
+  order: 50
+  selector: app == 'backend'
+  types: [Egress]
+  egress:
+    - action: Deny
+      destination:
+        selector: app == 'logging'
+"""
 
 
 @dataclass
@@ -63,6 +95,10 @@ class RunningUp:
         answer = response.json()
         assert "errors" not in answer, answer
         return answer["data"]
+
+    @property
+    def ws_url(self) -> str:
+        return self.base_url.replace("http://", "ws://", 1) + "/graphql"
 
 
 def up_environment(data_dir: Path, port: int) -> dict[str, str]:
@@ -110,6 +146,62 @@ def wait_started(up: RunningUp) -> float:
     return time.monotonic() - started
 
 
+def receive(ws: ClientConnection) -> dict[str, Any]:
+    """The next protocol message, answering pings on the way."""
+    while True:
+        message: dict[str, Any] = json.loads(ws.recv(timeout=RECEIVE_TIMEOUT))
+        if message["type"] == "ping":
+            ws.send(json.dumps({"type": "pong"}))
+            continue
+        return message
+
+
+def subscribe(up: RunningUp, query: str, variables: dict[str, Any]) -> list[dict[str, Any]]:
+    """Step through one graphql-transport-ws subscription on ``up``: ack, ``next``... then ``complete``."""
+    with connect(up.ws_url, subprotocols=[TRANSPORT_WS], open_timeout=10) as ws:
+        assert ws.subprotocol == TRANSPORT_WS
+        ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {ADMIN_TOKEN}"}}))
+        assert receive(ws) == {"type": "connection_ack"}
+        ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}))
+        payloads = []
+        while (message := receive(ws))["type"] != "complete":
+            assert message["type"] == "next", message
+            assert message["id"] == "1"
+            assert "errors" not in message["payload"], message
+            payloads.append(message["payload"]["data"])
+        assert message == {"id": "1", "type": "complete"}
+        return payloads
+
+
+def check_websocket_half(up: RunningUp) -> None:
+    """A recommendation followed over jobProgress, then an impact preview, both over WebSocket."""
+    started = up.graphql(
+        'mutation($w: String!) { recommendPolicies(namespace: "storefront", workload: $w) { id state } }',
+        {"w": BACKEND},
+    )["recommendPolicies"]
+    progress = [event["jobProgress"] for event in subscribe(up, JOB_PROGRESS, {"id": started["id"]})]
+    assert {event["id"] for event in progress} == {started["id"]}
+    assert [event["progress"] for event in progress] == sorted(event["progress"] for event in progress)
+    assert (progress[-1]["state"], progress[-1]["progress"]) == ("succeeded", 1.0), progress[-1]
+    assert [policy["name"] for policy in progress[-1]["result"]["policies"]] == ["recommended-backend"]
+
+    events = [event["impactPreview"] for event in subscribe(up, PREVIEW, {"y": DENY_BACKEND_TO_LOGGING})]
+    *body, summary = events
+    assert summary["__typename"] == "ImpactSummary", summary
+    changed = [event for event in body if event["__typename"] == "ImpactedFlow"]
+    assert changed
+    assert {(e["flow"]["sourceNameAggr"], e["flow"]["destNameAggr"], e["flow"]["destPort"]) for e in changed} == {
+        (BACKEND, LOGGING, 24224)
+    }
+    assert {(e["before"], e["after"], e["change"]) for e in changed} == {("allow", "deny", "newly_denied")}
+    assert (summary["changed"], summary["newlyDenied"], summary["newlyAllowed"]) == (len(changed), len(changed), 0)
+    assert summary["examined"] > summary["changed"]
+    # A preview stores nothing: the policy it previewed does not exist.
+    assert up.graphql('{ policy(kind: "GlobalNetworkPolicy", name: "platform.deny-backend-logging") { name } }') == {
+        "policy": None
+    }
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below ``pid`` (children, grandchildren, ...)."""
     parents: dict[int, list[int]] = {}
@@ -148,7 +240,7 @@ def stop(up: RunningUp) -> set[int]:
     return children
 
 
-def test_up_serves_the_demo_and_stops_everything_on_sigterm(tmp_path):
+def test_up_serves_the_demo_over_http_and_websocket_and_stops_everything_on_sigterm(tmp_path):
     data_dir = tmp_path / "data"
     with running_up(data_dir, "--demo") as up:
         wait_started(up)
@@ -191,6 +283,8 @@ def test_up_serves_the_demo_and_stops_everything_on_sigterm(tmp_path):
         assert (again.created, again.existing) == (0, 9)
         assert again.replayed >= again.windows - 2
         assert up.graphql("{ flows(first: 1) { totalCount } }")["flows"]["totalCount"] == total + again.accepted
+
+        check_websocket_half(up)
 
         children = stop(up)
         assert up.process.returncode == 0, up.output
