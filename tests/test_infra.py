@@ -175,10 +175,10 @@ def test_configuration_comes_from_the_config_map_and_the_secret():
         sources = container["envFrom"]
         assert {source["configMapRef"]["name"] for source in sources if "configMapRef" in source} <= config_maps
         assert [source["secretRef"]["name"] for source in sources if "secretRef" in source] == [SECRET], _name(workload)
-    documented = (REPOSITORY / "docs" / "cluster.md").read_text()
+    documented = (REPOSITORY / "README.md").read_text()
     assert f"create secret generic {SECRET}" in documented
     for key in yaml.safe_load((BASE / "config.yaml").read_text())["data"]:
-        assert key in documented, f"{key} is not documented in docs/cluster.md"
+        assert key in documented, f"{key} is not documented in README.md"
 
 
 def test_selectors_find_their_pods():

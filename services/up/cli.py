@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import click
 
 from services.commands import pass_settings
 from services.common.settings import Settings
-from services.up.launch import UpError, UpOptions, run_up
+from services.up.launch import UpError, UpOptions, cluster_config_present, run_up
 from services.up.lock import DataDirLockedError
 
 
@@ -24,8 +27,15 @@ from services.up.lock import DataDirLockedError
     help="HTTP port of the API and the ingestion endpoint [default: $RINGFENCE_PORT or 8080].",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--sync/--no-sync",
+    "sync",
+    default=None,
+    help="Run `ringfence sync --read-only` beside the services [default: when a cluster is configured:"
+    " in-cluster, $KUBECONFIG or ~/.kube/config].",
+)
 @pass_settings
-def up(settings: Settings, demo: bool, port: int | None, host: str) -> None:
+def up(settings: Settings, demo: bool, port: int | None, host: str, sync: bool | None) -> None:
     """Run Ringfence locally: API, worker (with beat) and collector as one supervised group.
 
     \b
@@ -35,7 +45,9 @@ def up(settings: Settings, demo: bool, port: int | None, host: str) -> None:
     admin token and the data directory. A service that dies is restarted (and `up` gives up, with its
     log, if it keeps dying). Ctrl-C or SIGTERM stops everything.
     """
-    options = UpOptions(host=host, port=port or settings.port, demo=demo)
+    if sync is None:
+        sync = cluster_config_present(os.environ, Path.home())
+    options = UpOptions(host=host, port=port or settings.port, demo=demo, sync=sync)
     try:
         run_up(settings, options, echo=click.echo)
     except (UpError, DataDirLockedError) as error:

@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -61,6 +61,7 @@ class UpOptions:
     host: str
     port: int
     demo: bool
+    sync: bool = False  # also run `ringfence sync --read-only` against the configured cluster
     grace_period: float = GRACE_PERIOD_SECONDS
     ready_timeout: float = READY_TIMEOUT_SECONDS
 
@@ -150,6 +151,7 @@ def run_up(settings: Settings, options: UpOptions, echo: Echo) -> int:
                 ready_after=ready_after,
                 demo_summary=demo_summary,
                 configured=configured,
+                syncing=options.sync,
             ):
                 echo(line)
             supervisor.run(signals.event)
@@ -189,7 +191,20 @@ def child_specs(settings: Settings, data_dir: Path, options: UpOptions) -> list[
         # Partition upkeep and retention, and a tailer for flow logs dropped into the data directory.
         "collector": [python, "-m", "services", "collector", "--no-listen", "--file", str(tailed)],
     }
+    if options.sync:
+        # Import the cluster's namespaces, pods and policies; writing back is a deliberate, separate choice.
+        commands["sync"] = [python, "-m", "services", "sync", "--read-only"]
     return [ChildSpec(name, argv, logs / f"{name}.log", env=env, cwd=data_dir) for name, argv in commands.items()]
+
+
+def cluster_config_present(environ: Mapping[str, str], home: Path) -> bool:
+    """Whether a Kubernetes client would find a cluster: in-cluster, ``$KUBECONFIG`` or ``~/.kube/config``."""
+    if environ.get("KUBERNETES_SERVICE_HOST"):
+        return True
+    kubeconfig = environ.get("KUBECONFIG")
+    if kubeconfig:
+        return any(Path(part).is_file() for part in kubeconfig.split(":") if part)
+    return (home / ".kube" / "config").is_file()
 
 
 def flow_log_file(data_dir: Path) -> Path:
@@ -205,6 +220,7 @@ def banner(
     ready_after: float,
     demo_summary: str | None,
     configured: Settings,
+    syncing: bool = False,
 ) -> Iterator[str]:
     """What ``up`` prints once ready (``configured``: the settings before embedded servers filled them in)."""
     token = "$RINGFENCE_ADMIN_TOKEN (as configured)" if admin.origin == "configured" else admin.token
@@ -217,6 +233,8 @@ def banner(
     yield f"  Data      {data_dir}   (reused on the next start; logs in {data_dir / LOGS_DIR})"
     yield f"  Database  {'RINGFENCE_DATABASE_URL' if configured.database_url else 'embedded PostgreSQL'}"
     yield f"  Redis     {'RINGFENCE_REDIS_URL' if configured.redis_url else 'embedded Redis'}"
+    if syncing:
+        yield "  Cluster   ringfence sync --read-only (imports namespaces, pods and policies)"
     if demo_summary:
         yield f"  Demo      {demo_summary}"
     yield ""

@@ -93,6 +93,7 @@ def create_ingest_app(settings: Settings) -> Starlette:
     from services.collector.http import IngestEndpoint  # noqa: PLC0415
     from services.collector.pipeline import Parser, Pipeline  # noqa: PLC0415
     from services.collector.store import FlowWriter  # noqa: PLC0415
+    from services.collector.tail import FlowTail  # noqa: PLC0415
     from services.common.db import create_pool  # noqa: PLC0415
 
     if settings.database_url is None:
@@ -113,15 +114,21 @@ def create_ingest_app(settings: Settings) -> Starlette:
             return principal.role is not Role.VIEWER
 
         clock = _utc_now
+        tail = FlowTail(settings.redis_url)  # stored flows reach the API's flowTail subscribers
         with Parser() as parser:
             pipeline = Pipeline(
-                FlowWriter(pool, clock=clock), parser, clock=clock, retention_days=settings.retention_days
+                FlowWriter(pool, clock=clock),
+                parser,
+                clock=clock,
+                retention_days=settings.retention_days,
+                on_commit=tail.hook,
             )
             state["endpoint"] = IngestEndpoint(pipeline, max_body_size=settings.max_body_size, authorize=authorize)
             try:
                 yield
             finally:
                 state.clear()
+                await tail.aclose()
                 await pool.close()
 
     async def ingest(request: Request) -> Response:
