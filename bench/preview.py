@@ -35,6 +35,7 @@ from redis.asyncio import Redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.flowgen import generate
+from ringfence.demo import network_set_manifest, tiers_manifest, twilio_integration_manifest
 from ringfence.manifests import load_manifests, resource_to_dict
 from ringfence.model import resource_key
 from services.common.db import create_pool, jobs, migrate
@@ -51,17 +52,7 @@ APPS = ["frontend", *(f"svc{index:02d}" for index in range(1, 10))]
 NAMESPACES = [f"team{index:02d}" for index in range(20)]
 PORTS = "[80, 443, 5432, 6379, 8080, 9090]"
 
-TIERS = """
-apiVersion: projectcalico.org/v3
-kind: Tier
-metadata: {name: security}
-spec: {order: 100, defaultAction: Pass}
----
-apiVersion: projectcalico.org/v3
-kind: Tier
-metadata: {name: platform}
-spec: {order: 200, defaultAction: Pass}
----
+KNOWN_BAD_ACTORS = """\
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata: {name: security.known-bad-actors}
@@ -76,27 +67,17 @@ spec:
   egress:
   - action: Deny
     destination: {nets: [203.0.113.0/24]}
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkSet
-metadata: {name: public-ips, labels: {type: public}}
-spec: {nets: [1.0.0.0/8, 52.0.0.0/8]}
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: {name: platform.twilio-integration}
-spec:
-  tier: platform
-  order: 10
-  namespaceSelector: twilio == 'allowed'
-  types: [Egress]
-  egress:
-  - action: Allow
-    protocol: TCP
-    destination: {domains: ['*.twilio.com']}
-  - action: Deny
-    destination: {selector: type == 'public'}
 """
+
+TIERS = "---\n".join(
+    [
+        tiers_manifest(),
+        KNOWN_BAD_ACTORS,
+        network_set_manifest("public-ips", {"type": "public"}, ["1.0.0.0/8", "52.0.0.0/8"]),
+        twilio_integration_manifest(order=10),
+    ]
+)
+"""The storefront's tiers, a security policy, the public network set and the platform's Twilio policy."""
 
 
 def workload_policy(namespace: str, app: str) -> str:

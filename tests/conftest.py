@@ -29,13 +29,23 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 from redis.asyncio import Redis
+from support.database import rolled_back
 
 from services.common.db import create_pool, migrate
 from services.common.embedded import FAST_UNSAFE_POSTGRES_OPTIONS, EmbeddedPostgres, EmbeddedRedis
 from services.common.settings import Settings
 
 INTEGRATION_FIXTURES = frozenset(
-    {"postgres_server_url", "database_factory", "database_url", "db_pool", "db", "redis_url", "redis"}
+    {
+        "postgres_server_url",
+        "database_factory",
+        "migrated_database_factory",
+        "database_url",
+        "db_pool",
+        "db",
+        "redis_url",
+        "redis",
+    }
 )
 
 CreateDatabase = Callable[[], Awaitable[str]]
@@ -87,15 +97,25 @@ async def database_factory(postgres_server_url: str) -> AsyncIterator[CreateData
 
 
 @pytest.fixture(scope="session")
-async def database_url(database_factory: CreateDatabase) -> str:
+def migrated_database_factory(database_factory: CreateDatabase) -> CreateDatabase:
+    """Like ``database_factory``, with every migration applied to each new database."""
+
+    async def create() -> str:
+        url = await database_factory()
+        connection = await asyncpg.connect(url)
+        try:
+            await migrate(connection)
+        finally:
+            await connection.close()
+        return url
+
+    return create
+
+
+@pytest.fixture(scope="session")
+async def database_url(migrated_database_factory: CreateDatabase) -> str:
     """The session's own database, with every migration applied."""
-    url = await database_factory()
-    connection = await asyncpg.connect(url)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
-    return url
+    return await migrated_database_factory()
 
 
 @pytest.fixture(scope="session")
@@ -109,13 +129,8 @@ async def db_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 async def db(db_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A connection inside a transaction that is rolled back after the test."""
-    async with db_pool.acquire() as connection:
-        transaction = connection.transaction()
-        await transaction.start()
-        try:
-            yield connection
-        finally:
-            await transaction.rollback()
+    async with rolled_back(db_pool) as connection:
+        yield connection
 
 
 @pytest.fixture(scope="session")

@@ -18,13 +18,21 @@ from ringfence.demo.flowlog import (
     storefront_window_lines,
     storefront_window_records,
 )
-from ringfence.demo.manifests import storefront_manifests
+from ringfence.demo.manifests import (
+    network_set_manifest,
+    storefront_manifests,
+    tiers_manifest,
+    twilio_integration_manifest,
+)
 
 __all__ = [
     "WINDOW_SECONDS",
     "demo_windows",
+    "network_set_manifest",
     "storefront_flow_lines",
     "storefront_manifests",
     "storefront_window_lines",
     "storefront_window_records",
+    "tiers_manifest",
+    "twilio_integration_manifest",
 ]

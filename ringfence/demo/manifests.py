@@ -19,6 +19,7 @@ RFC 1918, and multicast and reserved space above 224.0.0.0), for the platform te
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from ringfence.demo.storefront import LOGGING, PUBLIC_SET, THREAT_ADDRESSES, THREAT_FEED_SET
@@ -161,7 +162,42 @@ spec:
 """
 
 
-def _network_set(name: str, labels: dict[str, str], nets: tuple[str, ...]) -> str:
+def tiers_manifest() -> str:
+    """The ``security`` (order 100) and ``platform`` (order 200) tiers, both ``defaultAction: Pass``."""
+    return _TIERS
+
+
+def twilio_integration_manifest(order: int = 300) -> str:
+    """The platform team's ``platform.twilio-integration`` GlobalNetworkPolicy, the lab's first change.
+
+    Namespaces labelled ``twilio == 'allowed'`` may open TCP connections to ``*.twilio.com`` and
+    nothing else of the public network set (``type == 'public'``). The lab puts it at ``order`` 300.
+    """
+    return f"""\
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: platform.twilio-integration
+spec:
+  tier: platform
+  order: {order}
+  namespaceSelector: twilio == 'allowed'
+  types:
+    - Egress
+  egress:
+    - action: Allow
+      protocol: TCP
+      destination:
+        domains:
+          - '*.twilio.com'
+    - action: Deny
+      destination:
+        selector: type == 'public'
+"""
+
+
+def network_set_manifest(name: str, labels: Mapping[str, str], nets: Iterable[str]) -> str:
+    """A GlobalNetworkSet document: ``name``, its ``labels`` (at least one) and its ``nets``."""
     label_lines = "".join(f"    {key}: {value}\n" for key, value in labels.items())
     net_lines = "".join(f"    - {net}\n" for net in nets)
     return (
@@ -183,8 +219,8 @@ def storefront_manifests() -> str:
     documents = (
         _NAMESPACES,
         _TIERS,
-        _network_set(THREAT_FEED_SET, {"threatfeed": "feodo"}, threat_nets),
-        _network_set(PUBLIC_SET, {"type": "public"}, PUBLIC_NETS),
+        network_set_manifest(THREAT_FEED_SET, {"threatfeed": "feodo"}, threat_nets),
+        network_set_manifest(PUBLIC_SET, {"type": "public"}, PUBLIC_NETS),
         _POLICIES,
     )
     return _HEADER + "---\n".join(documents)

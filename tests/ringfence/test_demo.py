@@ -6,6 +6,7 @@ the policy engine, given the demo's own manifests, computes exactly those traces
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import ipaddress
 import json
@@ -13,6 +14,7 @@ import re
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +27,8 @@ from ringfence.demo import (
     storefront_flow_lines,
     storefront_manifests,
     storefront_window_lines,
+    tiers_manifest,
+    twilio_integration_manifest,
 )
 from ringfence.demo.manifests import PUBLIC_NETS
 from ringfence.engine import PolicyEngine, apply_changes, diff_verdicts
@@ -32,10 +36,12 @@ from ringfence.flows.formats import parse_calico
 from ringfence.manifests import load_manifests
 from ringfence.model import (
     Action,
+    EntityRule,
     GlobalNetworkPolicy,
     GlobalNetworkSet,
     Namespace,
     PolicyType,
+    Rule,
     StagedAction,
     StagedNetworkPolicy,
     Tier,
@@ -46,24 +52,7 @@ NOW = 1_700_000_123  # 2023-11-14 22:15:23 UTC, not on a window boundary
 DAY_WINDOWS = 24 * 3600 // WINDOW_SECONDS
 POD_NAME = re.compile(r"[a-z0-9-]+-[bcdfghjklmnpqrstvwxz2456789]{10}-[bcdfghjklmnpqrstvwxz2456789]{5}")
 
-TWILIO_INTEGRATION = """
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: platform.twilio-integration
-spec:
-  tier: platform
-  order: 300
-  namespaceSelector: twilio == 'allowed'
-  types: [Egress]
-  egress:
-    - action: Allow
-      destination:
-        domains: ['*.twilio.com']
-    - action: Deny
-      destination:
-        selector: type == 'public'
-"""
+TWILIO_INTEGRATION = twilio_integration_manifest()
 
 
 @cache
@@ -141,6 +130,34 @@ def test_public_ip_range_is_labelled_public_and_spans_the_public_ipv4_space():
         expected = [part for net in expected for part in (net.address_exclude(cut) if cut.subnet_of(net) else [net])]
     assert sorted(ipaddress.IPv4Network(net) for net in network_set.nets) == sorted(expected)
     assert network_set.nets == PUBLIC_NETS
+
+
+def test_the_tiers_are_the_manifests_own():
+    tiers = load_manifests(tiers_manifest())
+    assert tiers == [by_kind_name()[("Tier", "security")], by_kind_name()[("Tier", "platform")]]
+
+
+@pytest.mark.parametrize("order", [300, 10])
+def test_the_twilio_integration_policy_lets_twilio_allowed_namespaces_reach_twilio_only(order):
+    (policy,) = load_manifests(twilio_integration_manifest(order))
+    assert isinstance(policy, GlobalNetworkPolicy)
+    assert (policy.qualified_name, policy.tier, policy.spec.order) == ("platform.twilio-integration", "platform", order)
+    assert (policy.spec.namespace_selector, policy.spec.types) == ("twilio == 'allowed'", (PolicyType.EGRESS,))
+    assert policy.spec.egress == (
+        Rule(action=Action.ALLOW, protocol="TCP", destination=EntityRule(domains=("*.twilio.com",))),
+        Rule(action=Action.DENY, destination=EntityRule(selector="type == 'public'")),
+    )
+
+
+def test_the_example_applies_the_labs_twilio_policy():
+    # examples/storefront.py needs only httpx and websockets, so it keeps its own copy: it must not drift.
+    source = ast.parse((Path(__file__).resolve().parents[2] / "examples" / "storefront.py").read_text())
+    (copy,) = (
+        ast.literal_eval(node.value)
+        for node in source.body
+        if isinstance(node, ast.Assign) and [ast.unparse(target) for target in node.targets] == ["TWILIO_INTEGRATION"]
+    )
+    assert load_manifests(copy) == load_manifests(twilio_integration_manifest())
 
 
 # --- flow logs: shape ----------------------------------------------------------------------------

@@ -6,8 +6,10 @@ from dataclasses import replace
 from functools import cache
 
 import pytest
+from support.storefront import NAMESPACES, documents
 from test_engine_support import flow, net, pod, set_endpoint
 
+from ringfence.demo import network_set_manifest, tiers_manifest
 from ringfence.engine import PolicyEngine, apply_changes, diff_verdicts
 from ringfence.flows.record import Endpoint
 from ringfence.manifests import load_manifests
@@ -25,33 +27,11 @@ PUBLIC_NETS = [
     "193.0.0.0/8", "194.0.0.0/7", "196.0.0.0/6", "200.0.0.0/5", "208.0.0.0/4",
 ]  # fmt: skip
 
-MANIFESTS = f"""
-apiVersion: v1
-kind: Namespace
-metadata: {{name: storefront, labels: {{twilio: allowed}}}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {{name: kube-system}}
----
-apiVersion: projectcalico.org/v3
-kind: Tier
-metadata: {{name: security}}
-spec: {{order: 100, defaultAction: Pass}}
----
-apiVersion: projectcalico.org/v3
-kind: Tier
-metadata: {{name: platform}}
-spec: {{order: 200, defaultAction: Pass}}
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkSet
-metadata: {{name: public-ip-range, labels: {{type: public}}}}
-spec: {{nets: {PUBLIC_NETS}}}
----
+# The lab's twilio-integration policy, restricted here to port 443.
+TWILIO_443 = """
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
-metadata: {{name: platform.twilio-integration}}
+metadata: {name: platform.twilio-integration}
 spec:
   tier: platform
   order: 10
@@ -60,29 +40,40 @@ spec:
   egress:
     - action: Allow
       protocol: TCP
-      destination: {{domains: ['*.twilio.com'], ports: [443]}}
+      destination: {domains: ['*.twilio.com'], ports: [443]}
     - action: Deny
-      destination: {{selector: type == 'public'}}
----
+      destination: {selector: type == 'public'}
+"""
+
+BACKEND = """
 apiVersion: projectcalico.org/v3
 kind: NetworkPolicy
-metadata: {{name: backend, namespace: storefront}}
+metadata: {name: backend, namespace: storefront}
 spec:
   selector: app == 'backend'
   types: [Ingress, Egress]
   ingress:
     - action: Allow
       protocol: TCP
-      source: {{selector: "app in {{'microservice1', 'microservice2'}}"}}
-      destination: {{ports: [5432]}}
+      source: {selector: "app in {'microservice1', 'microservice2'}"}
+      destination: {ports: [5432]}
   egress:
     - action: Allow
       protocol: UDP
-      destination: {{namespaceSelector: projectcalico.org/name == 'kube-system', ports: [53]}}
+      destination: {namespaceSelector: projectcalico.org/name == 'kube-system', ports: [53]}
     - action: Allow
       protocol: TCP
-      destination: {{selector: app == 'logging', ports: [24224]}}
+      destination: {selector: app == 'logging', ports: [24224]}
 """
+
+MANIFESTS = documents(
+    NAMESPACES,
+    tiers_manifest(),
+    network_set_manifest("public-ip-range", {"type": "public"}, PUBLIC_NETS),
+    TWILIO_443,
+    BACKEND,
+)
+
 
 PODS = {
     name: pod("storefront", {"app": name}, ip=f"10.244.1.{index + 10}", name_aggr=f"{name}-6cfbdd589f-*")

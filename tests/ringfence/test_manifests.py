@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ringfence.demo import tiers_manifest
 from ringfence.manifests import dump_manifests, load_manifests, resource_from_dict, resource_to_dict
 from ringfence.model import (
     Action,
@@ -40,17 +41,10 @@ from ringfence.model import (
     resource_key,
 )
 
-STOREFRONT = """
-apiVersion: projectcalico.org/v3
-kind: Tier
-metadata: {name: security}
-spec: {order: 100, defaultAction: Pass}
----
-apiVersion: projectcalico.org/v3
-kind: Tier
-metadata: {name: platform}
-spec: {order: 200, defaultAction: Pass}
----
+# The demo's tiers, then the platform policy as a user might write it: no order, any protocol.
+STOREFRONT = (
+    tiers_manifest()
+    + """---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
@@ -112,6 +106,7 @@ spec:
     - {port: 8000, endPort: 8080}
     - {port: http, protocol: TCP}
 """
+)
 
 
 def test_storefront_loads_as_the_scenario_describes() -> None:

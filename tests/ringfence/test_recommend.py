@@ -7,7 +7,9 @@ import ipaddress
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support.storefront import NAMESPACES, documents, public_ips
 
+from ringfence.demo import network_set_manifest, tiers_manifest, twilio_integration_manifest
 from ringfence.engine import PolicyEngine
 from ringfence.flows.record import Endpoint, EndpointType, Flow, FlowAction, Reporter, label_pairs
 from ringfence.manifests import dump_manifests, load_manifests
@@ -37,54 +39,14 @@ def _public_cidrs() -> list[str]:
     return sorted(str(net) for net in remaining)
 
 
-STOREFRONT = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: storefront, labels: {twilio: allowed}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: kube-system}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: payments}
----
-apiVersion: projectcalico.org/v3
-kind: Tier
-metadata: {name: security}
-spec: {order: 100, defaultAction: Pass}
----
-apiVersion: projectcalico.org/v3
-kind: Tier
-metadata: {name: platform}
-spec: {order: 200, defaultAction: Pass}
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkSet
-metadata: {name: public-ips, labels: {type: public}}
-spec: {nets: PUBLIC_CIDRS}
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkSet
-metadata: {name: partners, labels: {role: partner}}
-spec: {nets: [10.99.0.0/16]}
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: {name: platform.twilio-integration}
-spec:
-  tier: platform
-  order: 10
-  namespaceSelector: twilio == 'allowed'
-  types: [Egress]
-  egress:
-  - action: Allow
-    protocol: TCP
-    destination: {domains: ['*.twilio.com']}
-  - action: Deny
-    destination: {selector: type == 'public'}
-""".replace("PUBLIC_CIDRS", "[" + ", ".join(f"'{c}'" for c in _public_cidrs()) + "]")
+STOREFRONT = documents(
+    NAMESPACES,
+    "apiVersion: v1\nkind: Namespace\nmetadata: {name: payments}",
+    tiers_manifest(),
+    public_ips(_public_cidrs()),
+    network_set_manifest("partners", {"role": "partner"}, ["10.99.0.0/16"]),
+    twilio_integration_manifest(order=10),
+)
 
 
 def pod(app: str, namespace: str = "storefront", *, extra: dict[str, str] | None = None) -> Endpoint:

@@ -12,9 +12,10 @@ from typing import Any
 import asyncpg
 import pytest
 from k8s_double import KubernetesDouble
+from support.database import rolled_back
 from sync_support import KUBE_SYSTEM, NAMESPACE
 
-from services.common.db import create_pool, migrate
+from services.common.db import create_pool
 from services.sync.client import ClusterClient
 
 
@@ -35,14 +36,9 @@ def cluster_client(cluster: KubernetesDouble) -> Iterator[ClusterClient]:
 
 
 @pytest.fixture(scope="module")
-async def sync_database_url(database_factory: Any) -> str:
+async def sync_database_url(migrated_database_factory: Any) -> str:
     """A migrated database for this module's sync tests alone."""
-    url: str = await database_factory()
-    connection = await asyncpg.connect(url)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
+    url: str = await migrated_database_factory()
     return url
 
 
@@ -56,10 +52,5 @@ async def sync_pool(sync_database_url: str) -> AsyncIterator[asyncpg.Pool]:
 @pytest.fixture
 async def sync_db(sync_pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
     """A connection on the module's database, in a transaction rolled back after the test."""
-    async with sync_pool.acquire() as connection:
-        transaction = connection.transaction()
-        await transaction.start()
-        try:
-            yield connection
-        finally:
-            await transaction.rollback()
+    async with rolled_back(sync_pool) as connection:
+        yield connection

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from sync_support import put, stored
 
 from ringfence.model import ResourceKey
-from services.common.db import audit, configure_connection, migrate
+from services.common.db import audit, configure_connection
 from services.sync.cli import sync
 
 pytest_plugins = ["sync_fixtures"]
@@ -34,15 +34,9 @@ TIER = {
 
 
 @pytest.fixture
-async def fresh_database_url(database_factory) -> str:
+async def fresh_database_url(migrated_database_factory) -> str:
     """A migrated database of the test's own (the command commits what it does)."""
-    url = await database_factory()
-    connection = await asyncpg.connect(url)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
-    return url
+    return await migrated_database_factory()
 
 
 def _database(url: str, work):

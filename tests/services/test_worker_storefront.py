@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import asyncpg
 import pytest
 from worker_harness import (
     STOREFRONT_RESOURCES,
@@ -21,7 +20,7 @@ from worker_harness import (
 from ringfence.engine import PolicyEngine
 from ringfence.manifests import dump_manifests, resource_from_dict
 from ringfence.model import StagedNetworkPolicy
-from services.common.db import create_pool, jobs, migrate
+from services.common.db import create_pool, jobs
 from services.common.db import flows as flow_store
 from services.common.db import statistics as stats_store
 from services.common.db.jobs import JobKind, JobState
@@ -31,13 +30,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-async def lab(database_factory, redis_url, tmp_path_factory):
-    url = await database_factory()
-    connection = await asyncpg.connect(url)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
+async def lab(migrated_database_factory, redis_url, tmp_path_factory):
+    url = await migrated_database_factory()
     pool = await create_pool(url, min_size=1, max_size=4)
     await store_resources(pool, STOREFRONT_RESOURCES)
     assert await ingest(pool, storefront_records(recent_start(60), windows=4)) > 0

@@ -24,7 +24,9 @@ from typing import Any
 import asyncpg
 import orjson
 from redis.asyncio import Redis
+from support.storefront import NAMESPACES, documents, public_ips
 
+from ringfence.demo import tiers_manifest, twilio_integration_manifest
 from ringfence.manifests import load_manifests, resource_to_dict
 from ringfence.model import resource_key
 from services.collector.lines import RawBatch
@@ -48,45 +50,12 @@ WORKLOADS = {
 }
 KUBE_DNS = ("kube-system", "coredns-5d78c9869d-*", ["k8s-app=kube-dns", "pod-template-hash=5d78c9869d"])
 
-STOREFRONT_RESOURCES = """
-apiVersion: v1
-kind: Namespace
-metadata: {name: storefront, labels: {twilio: allowed}}
----
-apiVersion: v1
-kind: Namespace
-metadata: {name: kube-system}
----
-apiVersion: projectcalico.org/v3
-kind: Tier
-metadata: {name: security}
-spec: {order: 100, defaultAction: Pass}
----
-apiVersion: projectcalico.org/v3
-kind: Tier
-metadata: {name: platform}
-spec: {order: 200, defaultAction: Pass}
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkSet
-metadata: {name: public-ips, labels: {type: public}}
-spec: {nets: ['1.0.0.0/8', '8.0.0.0/7', '52.0.0.0/8', '54.0.0.0/8']}
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: {name: platform.twilio-integration}
-spec:
-  tier: platform
-  order: 10
-  namespaceSelector: twilio == 'allowed'
-  types: [Egress]
-  egress:
-  - action: Allow
-    protocol: TCP
-    destination: {domains: ['*.twilio.com']}
-  - action: Deny
-    destination: {selector: type == 'public'}
-"""
+STOREFRONT_RESOURCES = documents(
+    NAMESPACES,
+    tiers_manifest(),
+    public_ips(["1.0.0.0/8", "8.0.0.0/7", "52.0.0.0/8", "54.0.0.0/8"]),
+    twilio_integration_manifest(order=10),
+)
 
 
 def recent_start(minutes_ago: int = 30) -> int:

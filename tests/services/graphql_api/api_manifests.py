@@ -2,41 +2,13 @@
 
 from __future__ import annotations
 
-TIERS = """
-apiVersion: projectcalico.org/v3
-kind: Tier
-metadata: {name: security}
-spec: {order: 100, defaultAction: Pass}
----
-apiVersion: projectcalico.org/v3
-kind: Tier
-metadata: {name: platform}
-spec: {order: 200, defaultAction: Pass}
-"""
+from ringfence.demo import network_set_manifest, tiers_manifest, twilio_integration_manifest
 
-TWILIO = """
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkSet
-metadata:
-  name: public-ips
-  labels: {type: public}
-spec:
-  nets: [0.0.0.0/1, 128.0.0.0/1]
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: {name: platform.twilio-integration}
-spec:
-  tier: platform
-  order: 10
-  namespaceSelector: twilio == 'allowed'
-  types: [Egress]
-  egress:
-  - action: Allow
-    destination: {domains: ['*.twilio.com']}
-  - action: Deny
-    destination: {selector: type == 'public'}
-"""
+# Each text starts on a new line, so that the tests can join them with ``A + "---" + B``.
+TIERS = "\n" + tiers_manifest()
+
+TWILIO = "\n" + network_set_manifest("public-ips", {"type": "public"}, ["0.0.0.0/1", "128.0.0.0/1"])
+TWILIO += "---\n" + twilio_integration_manifest(order=10)
 
 BACKEND = """
 apiVersion: projectcalico.org/v3

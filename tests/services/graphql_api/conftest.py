@@ -26,7 +26,7 @@ from services.api.app import create_app
 from services.api.auth import create_token
 from services.api.limits import Limits
 from services.api.tasks import CeleryTaskQueue
-from services.common.db import connect, create_pool, migrate
+from services.common.db import create_pool
 from services.common.embedded import find_free_port
 from services.common.settings import Settings
 
@@ -50,14 +50,9 @@ ROLE_GRANTS: dict[str, tuple[str, list[str], list[str]]] = {
 
 
 @pytest.fixture(scope="session")
-async def api_database_url(database_factory: Any) -> str:
+async def api_database_url(migrated_database_factory: Any) -> str:
     """A migrated database of the API tests' own (they commit, so they do not share the session's)."""
-    url: str = await database_factory()
-    connection = await connect(url)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
+    url: str = await migrated_database_factory()
     return url
 
 
