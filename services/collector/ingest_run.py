@@ -16,7 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TimeRemai
 from services.collector.client import ClientSettings, IngestClient
 from services.collector.lines import RawBatch, file_reader, read_batches
 from services.collector.parse import MAX_ERRORS
-from services.collector.pipeline import IngestTotals, ParseMode, Parser, Pipeline
+from services.collector.pipeline import IngestTotals, ParseMode, Parser, Pipeline, tune_gc
 from services.collector.store import FlowWriter, WriteResult
 from services.common.db import create_pool
 from services.common.settings import Settings
@@ -44,6 +44,7 @@ async def ingest_direct(
     """Parse and store ``files`` (``-``: standard input) into ``settings.database_url``, batch by batch."""
     if settings.database_url is None:
         raise ValueError("no database URL")
+    tune_gc()
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     totals = IngestTotals()
     try:

@@ -14,6 +14,8 @@ import orjson
 
 from ringfence.flows.formats import FlowRecordError, parse_calico, parse_record
 from ringfence.flows.record import Flow
+from services.collector.calico_rows import CalicoRowReader
+from services.collector.rollups import group_rows
 from services.collector.rows import EncodedBatch, RowEncoder, RowError
 from services.common.db.rejects import Reject
 
@@ -21,6 +23,7 @@ MAX_ERRORS: Final = 20
 """Errors reported back per request or batch (every reject is stored regardless)."""
 
 _ENCODER: RowEncoder | None = None
+_CALICO_ROWS: CalicoRowReader | None = None
 _NUL_ESCAPE: Final = b"\\u0000"
 
 
@@ -40,11 +43,19 @@ class ParsedChunk:
     row_lines: list[int]  # for each row, the index of its line in the chunk
     rejects: list[Reject]
     errors: list[dict[str, Any]] = field(default_factory=list)  # the first MAX_ERRORS, {"line", "error"}
+    _groups: tuple[int, list[list[Any]]] | None = None
 
     @property
     def accepted(self) -> int:
         """Rows the parser accepted."""
         return len(self.encoded.rows)
+
+    def groups(self) -> list[list[Any]]:
+        """The rows grouped for the rollups and the inventory (:func:`group_rows`, computed once per row count)."""
+        rows = self.encoded.rows
+        if self._groups is None or self._groups[0] != len(rows):
+            self._groups = (len(rows), group_rows(rows))
+        return self._groups[1]
 
 
 def encoder() -> RowEncoder:
@@ -53,6 +64,37 @@ def encoder() -> RowEncoder:
     if _ENCODER is None:
         _ENCODER = RowEncoder()
     return _ENCODER
+
+
+def calico_rows() -> CalicoRowReader:
+    """This process's Calico fast path (created on first use, over :func:`encoder`)."""
+    global _CALICO_ROWS  # noqa: PLW0603 - one cache per process, shared by every batch it parses
+    if _CALICO_ROWS is None:
+        _CALICO_ROWS = CalicoRowReader(encoder())
+    return _CALICO_ROWS
+
+
+def is_calico(record: Any, fmt: str | None) -> bool:
+    """Whether ``record`` is a Calico flow log: given as such, or detected as ``detect_format`` would.
+
+    ``detect_format`` answers "calico" exactly when no Goldmane or Hubble marker is present (top level
+    or inside "flow") and a Calico field is: checking that directly is a few dict look-ups.
+    """
+    if type(record) is not dict:
+        return False
+    if fmt == "calico":
+        return True
+    return (
+        fmt is None
+        and "reporter" in record
+        and "flow" not in record
+        and "Key" not in record
+        and "key" not in record
+        and "verdict" not in record
+        and "traffic_direction" not in record
+        and "l4" not in record
+        and "IP" not in record
+    )
 
 
 def parse_lines(
@@ -71,6 +113,8 @@ def parse_lines(
     number of ``lines[0]``; ``overlong`` holds the indexes of lines cut because they were too long.
     """
     row_encoder = encoder()
+    fast = calico_rows()
+    fast_add = fast.add
     batch = row_encoder.new_batch()
     chunk = ParsedChunk(batch, [], [])
     add = row_encoder.add
@@ -87,8 +131,12 @@ def parse_lines(
             if line.strip():
                 _reject(chunk, source, first_line_no + index, offsets[index], line, f"not JSON: {error}")
             continue
+        calico = is_calico(record, fmt)
+        if calico and _NUL_ESCAPE not in line and fast_add(batch, record, earliest, latest):
+            row_lines.append(index)
+            continue
         try:
-            flow = _parse(record, fmt, line, earliest, latest)
+            flow = _parse(record, fmt, line, earliest, latest, calico=calico)
             add(batch, flow)
         except (FlowRecordError, RowError) as error:
             _reject(chunk, source, first_line_no + index, offsets[index], line, error.reason, error.field)
@@ -98,14 +146,17 @@ def parse_lines(
             _reject(chunk, source, first_line_no + index, offsets[index], line, reason)
             continue
         row_lines.append(index)
+        if calico:
+            fast.learn(record, flow)
+    chunk.groups()  # here, where parsing runs (a thread), rather than on the writer's path
     return chunk
 
 
-def _parse(record: Any, fmt: str | None, line: bytes, earliest: int, latest: int) -> Flow:
+def _parse(record: Any, fmt: str | None, line: bytes, earliest: int, latest: int, *, calico: bool) -> Flow:
     """The record's flow, refused (:class:`FlowRecordError`) when the store cannot keep it."""
     if _NUL_ESCAPE in line and _holds_nul(record):
         raise FlowRecordError("", "a string holds a NUL character (\\u0000), which cannot be stored")
-    flow = _parse_record(record, fmt)
+    flow = parse_calico(record) if calico else parse_record(record, fmt)
     if flow.start_time < earliest:
         raise FlowRecordError(
             "start_time", f"time {flow.start_time} is older than the retention period (before {earliest})"
@@ -113,26 +164,6 @@ def _parse(record: Any, fmt: str | None, line: bytes, earliest: int, latest: int
     if flow.end_time > latest:
         raise FlowRecordError("end_time", f"time {flow.end_time} is more than a day in the future")
     return flow
-
-
-def _parse_record(record: Any, fmt: str | None) -> Flow:
-    # detect_format answers "calico" exactly when no Goldmane or Hubble marker is present (top level
-    # or inside "flow") and a Calico field is: checking that directly is a few dict look-ups, and most
-    # lines are Calico flow logs. Anything else takes the full detection.
-    if (
-        fmt is None
-        and type(record) is dict
-        and "reporter" in record
-        and "flow" not in record
-        and "Key" not in record
-        and "key" not in record
-        and "verdict" not in record
-        and "traffic_direction" not in record
-        and "l4" not in record
-        and "IP" not in record
-    ):
-        return parse_calico(record)
-    return parse_record(record, fmt)
 
 
 def _reject(  # noqa: PLR0917 - a private helper called from one loop

@@ -122,9 +122,9 @@ class RowEncoder:
             | flow.http_requests_denied_in
         ) >> COUNTER_BITS:
             raise _counter_error(counters)
-        source, source_labels = self._endpoint(flow.source)
-        dest, dest_labels = self._endpoint(flow.dest)
-        trace = self._trace(flow.enforced_policies, flow.pending_policies)
+        source, source_labels = self.endpoint(flow.source)
+        dest, dest_labels = self.endpoint(flow.dest)
+        trace = self.trace(flow.enforced_policies, flow.pending_policies)
         if source_labels is not None:
             batch.label_sets[source_labels[0]] = source_labels[1]
         if dest_labels is not None:
@@ -138,8 +138,8 @@ class RowEncoder:
             (
                 flow.start_time,
                 flow.end_time,
-                _PLAIN[flow.reporter],
-                _PLAIN[flow.action],
+                PLAIN[flow.reporter],
+                PLAIN[flow.action],
                 flow.proto,
                 *source,
                 *dest,
@@ -154,7 +154,8 @@ class RowEncoder:
             )
         )
 
-    def _endpoint(self, endpoint: Endpoint) -> tuple[EndpointPart, LabelSet | None]:
+    def endpoint(self, endpoint: Endpoint) -> tuple[EndpointPart, LabelSet | None]:
+        """The staging columns of one endpoint and its interned label set (None: no labels)."""
         cached = self._endpoints.get(id(endpoint))
         if cached is not None and cached[0] is endpoint:
             return cached[1], cached[2]
@@ -185,7 +186,8 @@ class RowEncoder:
             self._labels[labels] = cached
         return cached
 
-    def _trace(self, enforced: tuple[PolicyHit, ...], pending: tuple[PolicyHit, ...]) -> TraceSet | None:
+    def trace(self, enforced: tuple[PolicyHit, ...], pending: tuple[PolicyHit, ...]) -> TraceSet | None:
+        """The interned form of a record's two traces (None when both are empty)."""
         if not enforced and not pending:
             return None
         key = (id(enforced), id(pending))
@@ -199,8 +201,8 @@ class RowEncoder:
         return trace
 
 
-# Enum members as plain strings: cheaper to pickle (process mode) and to encode.
-_PLAIN: Final[dict[str, str]] = {member: member.value for member in (*Reporter, *FlowAction)}
+PLAIN: Final[dict[str, str]] = {member: member.value for member in (*Reporter, *FlowAction)}
+"""Enum members as plain strings, as rows carry them (cheaper to pickle and to encode)."""
 
 _COUNTER_FIELDS: Final = (
     "num_flows",

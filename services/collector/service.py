@@ -14,7 +14,7 @@ import uvicorn
 
 from services.collector.http import IngestEndpoint, create_app, token_authorizer
 from services.collector.maintenance import maintain_forever
-from services.collector.pipeline import ParseMode, Parser, Pipeline
+from services.collector.pipeline import ParseMode, Parser, Pipeline, tune_gc
 from services.collector.store import FlowWriter
 from services.collector.tail import FlowTail
 from services.collector.tailer import FileTailer
@@ -55,6 +55,7 @@ def tail_source(node_name: str, path: Path) -> str:
 async def run_collector(options: CollectorOptions, stop: asyncio.Event, *, clock: Callable[[], datetime]) -> None:
     """Run until ``stop`` is set; tailers store their last complete batch before returning."""
     settings = options.settings
+    tune_gc()
     # min_size 0: start even while the database is away; the writer retries until it is back.
     pool = await create_pool(options.database_url, min_size=0, max_size=2 + len(options.files))
     tail = FlowTail(settings.redis_url)  # publishes stored flows for the API's flowTail (when Redis is set)

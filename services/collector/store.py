@@ -1,9 +1,10 @@
 """One parsed batch -> PostgreSQL in one transaction, retried until the database takes it.
 
 Everything a batch changes is written in a single transaction: the idempotency record, the tailer's
-offset, interned values, the rows (COPY into a staging table, then moved), the rollups, the inventory
-and the rejects. A failure leaves nothing behind, and a retry of a batch that did commit (the answer
-was lost with the connection) finds its idempotency record and stores nothing twice.
+offset, interned values, the rows (binary COPY straight into ``flows``), the rollups and the inventory
+(from the batch's rows grouped and summed in Python) and the rejects. A failure leaves nothing behind,
+and a retry of a batch that did commit (the answer was lost with the connection) finds its idempotency
+record and stores nothing twice.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 
 from services.collector.parse import MAX_ERRORS, ParsedChunk
+from services.collector.rollups import group_rows, groups_json, sightings
 from services.common.db import flows, ingest, inventory, rejects
 from services.common.db.flows import StageRow
 from services.common.db.ingest import BatchOutcome, FileOffset
@@ -187,9 +189,7 @@ class FlowWriter:
             if careful:
                 refused = await self._store_isolating(conn, batch, list(range(len(chunk.encoded.rows))))
             elif chunk.encoded.rows:
-                await flows.stage_rows(conn, chunk.encoded.rows)
-                await flows.move_stage(conn)
-                await inventory.record_staged(conn)
+                await _store_rows(conn, chunk.encoded.rows, chunk.groups())
             await rejects.insert_rejects(conn, [*chunk.rejects, *refused], now)
             if refused:
                 outcome = _with_refused(outcome, refused)
@@ -206,9 +206,7 @@ class FlowWriter:
         staged: list[StageRow] = [batch.chunk.encoded.rows[index] for index in rows]
         try:
             async with conn.transaction():  # a savepoint: a failure undoes only this part
-                await flows.stage_rows(conn, staged)
-                await flows.move_stage(conn)
-                await inventory.record_staged(conn)
+                await _store_rows(conn, staged, group_rows(staged))
         except ROW_ERRORS as error:
             if len(rows) == 1:
                 line_index = batch.chunk.row_lines[rows[0]]
@@ -227,6 +225,13 @@ class FlowWriter:
                 *await self._store_isolating(conn, batch, rows[middle:]),
             ]
         return []
+
+
+async def _store_rows(conn: asyncpg.Connection, rows: Sequence[StageRow], groups: list[list[Any]]) -> None:
+    """COPY ``rows`` into ``flows`` and add their ``groups`` to the rollups and the inventory."""
+    await flows.copy_rows(conn, rows)
+    await flows.add_rollups(conn, groups_json(groups))
+    await inventory.record_seen(conn, sightings(groups))
 
 
 def _with_refused(outcome: BatchOutcome, refused: list[Reject]) -> BatchOutcome:

@@ -244,8 +244,7 @@ SELECT src_type, src_namespace, src_name_aggr, dst_type, dst_namespace, dst_name
        reporter, sum(num_flows) AS num_flows, sum(packets_in + packets_out) AS packets,
        sum(bytes_in + bytes_out) AS bytes
 FROM flow_edges_5m AS f
-WHERE f.bucket > coalesce($1::timestamptz, '-infinity') - interval '5 minutes'
-  AND f.bucket < coalesce($2::timestamptz, 'infinity')
+WHERE f.bucket > coalesce($1::timestamptz, '-infinity') AND f.bucket < coalesce($2::timestamptz, 'infinity')
   AND ($3::text IS NULL OR f.src_namespace = $3 OR f.dst_namespace = $3)
   AND ($4::text IS NULL
        OR (f.src_name_aggr = $4 AND ($3::text IS NULL OR f.src_namespace = $3))
@@ -258,6 +257,22 @@ GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 """
 
 
+def _graph_args(flow_filter: FlowFilter) -> tuple[Any, ...]:
+    # The window is widened here rather than in SQL: ``timestamptz - interval`` is only stable, which
+    # would leave partition pruning to executor start-up, after the planner opened every partition.
+    return (widen_start(flow_filter.from_), *_filter_args(flow_filter)[1:8])
+
+
+def widen_start(from_: datetime | None) -> datetime | None:
+    """The lower bound of the 5-minute buckets that overlap a window starting at ``from_`` (exclusive)."""
+    if from_ is None:
+        return None
+    try:
+        return from_ - _BUCKET
+    except OverflowError:  # the first moment datetime can hold: every bucket
+        return None
+
+
 async def flow_graph(conn: asyncpg.Connection, flow_filter: FlowFilter) -> FlowGraph:
     """The flow graph of the filtered window, from the 5-minute rollup.
 
@@ -268,7 +283,7 @@ async def flow_graph(conn: asyncpg.Connection, flow_filter: FlowFilter) -> FlowG
         raise ValueError("the flow graph cannot be filtered by policy")
     async with conn.transaction():
         await conn.execute(READ_SETTINGS)
-        rows = await conn.fetch(FLOW_GRAPH, *_filter_args(flow_filter)[:8])
+        rows = await conn.fetch(FLOW_GRAPH, *_graph_args(flow_filter))
     nodes: dict[str, GraphNode] = {}
     merged: dict[tuple[Any, ...], tuple[int, int, int, set[str]]] = {}
     for row in rows:

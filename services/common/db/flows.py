@@ -1,9 +1,10 @@
 """SQL of the flow store's write path: partitions, interned values, staged batches and rollups.
 
 A batch is written in one transaction by the collector: interned label sets and traces first, then
-the rows COPYed into a per-connection temporary table (``flow_stage``), then one script moves them
-into ``flows`` and adds their sums to the rollups (flow edges per 5 minutes, policy hits per 5
-minutes and per hour).
+the rows COPYed (binary) straight into ``flows``, then the batch's sums, computed by the collector,
+added to the rollups (flow edges per 5 minutes, policy hits per 5 minutes and per hour). Rows are
+built as staging rows (:data:`STAGE_COLUMNS`, times as unix seconds), the form the collector's
+parsers and the live flow tail share.
 
 The read side lives in :mod:`services.common.db.flow_reads` (flow pages, the flow graph) and
 :mod:`services.common.db.flow_summaries` (policy board, evaluation keys); both are re-exported here.
@@ -34,6 +35,7 @@ from services.common.db.flow_reads import (
 from services.common.db.flow_summaries import FlowKey, PolicyHitCount, flow_keys, policy_board_counts
 
 __all__ = [
+    "FLOW_COLUMNS",
     "STAGE_COLUMNS",
     "CursorError",
     "FlowFilter",
@@ -47,6 +49,8 @@ __all__ = [
     "StageRow",
     "StoredFlow",
     "TraceSet",
+    "add_rollups",
+    "copy_rows",
     "count_flows",
     "drop_expired_partitions",
     "ensure_partitions",
@@ -54,14 +58,12 @@ __all__ = [
     "flow_keys",
     "insert_label_sets",
     "insert_trace_sets",
-    "move_stage",
     "policy_board_counts",
     "query_flows",
-    "stage_rows",
 ]
 
 StageRow: TypeAlias = tuple[Any, ...]
-"""One row of ``flow_stage``, in :data:`STAGE_COLUMNS` order."""
+"""One flow as the collector builds it, in :data:`STAGE_COLUMNS` order (times as unix seconds)."""
 
 TraceHitRow: TypeAlias = tuple[bool, int, str, str, str | None, str, str, int | None]
 """(pending, position, tier, kind, namespace, policy name, action, rule index) of one hit."""
@@ -212,101 +214,96 @@ async def insert_trace_sets(conn: asyncpg.Connection, trace_sets: Iterable[Trace
         raise InternCollisionError(f"trace set id {collided[0]['id']} names two different traces")
 
 
-# --- staged batch --------------------------------------------------------------------------------
+# --- rows and rollups ----------------------------------------------------------------------------
 
-# The table lives as long as the connection. ON COMMIT DELETE ROWS empties it at each commit, and
-# stage_rows truncates it too, for batches written inside a longer transaction (savepoints).
-CREATE_STAGE: Final = """
-CREATE TEMPORARY TABLE IF NOT EXISTS flow_stage (
-    start_s bigint NOT NULL,
-    end_s bigint NOT NULL,
-    reporter text NOT NULL,
-    action text NOT NULL,
-    proto text NOT NULL,
-    src_type text NOT NULL,
-    src_namespace text,
-    src_name text,
-    src_name_aggr text NOT NULL,
-    src_ip text,
-    src_port integer,
-    src_labels bigint,
-    src_service_account text,
-    dst_type text NOT NULL,
-    dst_namespace text,
-    dst_name text,
-    dst_name_aggr text NOT NULL,
-    dst_ip text,
-    dst_port integer,
-    dst_labels bigint,
-    dst_service_account text,
-    dst_domains text[],
-    dst_service_namespace text,
-    dst_service_name text,
-    dst_service_port text,
-    dst_service_port_num integer,
-    host text,
-    num_flows bigint NOT NULL,
-    num_flows_started bigint NOT NULL,
-    num_flows_completed bigint NOT NULL,
-    packets_in bigint NOT NULL,
-    packets_out bigint NOT NULL,
-    bytes_in bigint NOT NULL,
-    bytes_out bigint NOT NULL,
-    http_requests_allowed_in bigint NOT NULL,
-    http_requests_denied_in bigint NOT NULL,
-    trace_set bigint
-) ON COMMIT DELETE ROWS;
-TRUNCATE flow_stage;
-"""
+# The columns of ``flows`` a batch fills, in staging-row order (times as timestamptz, addresses as inet).
+FLOW_COLUMNS: Final = ("start_time", "end_time", *STAGE_COLUMNS[2:])
 
-# One script, one round trip: rows into flows, then each rollup from an aggregate of the stage,
-# keys in index order so concurrent collectors lock rollup rows in the same order.
-MOVE_STAGE: Final = """
-SET LOCAL work_mem = '64MB';
+_TIMES: dict[int, datetime] = {}
+_TIMES_LIMIT: Final = 65_536
 
-INSERT INTO flows (
-    start_time, end_time, reporter, action, proto,
-    src_type, src_namespace, src_name, src_name_aggr, src_ip, src_port, src_labels, src_service_account,
-    dst_type, dst_namespace, dst_name, dst_name_aggr, dst_ip, dst_port, dst_labels, dst_service_account,
-    dst_domains, dst_service_namespace, dst_service_name, dst_service_port, dst_service_port_num, host,
-    num_flows, num_flows_started, num_flows_completed, packets_in, packets_out, bytes_in, bytes_out,
-    http_requests_allowed_in, http_requests_denied_in, trace_set
+
+def _time(seconds: int) -> datetime:
+    # Records of a batch share a few window bounds: one datetime each, not one per row.
+    moment = _TIMES.get(seconds)
+    if moment is None:
+        if len(_TIMES) >= _TIMES_LIMIT:
+            _TIMES.clear()
+        moment = _TIMES[seconds] = datetime.fromtimestamp(seconds, UTC)
+    return moment
+
+
+async def copy_rows(conn: asyncpg.Connection, rows: Sequence[StageRow]) -> None:
+    """COPY (binary) staging rows straight into ``flows``; their daily partitions must exist."""
+    time = _time
+    records = [(time(row[0]), time(row[1]), *row[2:]) for row in rows]
+    await conn.copy_records_to_table("flows", records=records, columns=FLOW_COLUMNS)
+
+
+# A batch reaches the rollups as groups: its rows grouped by everything the rollups and the inventory
+# read, summed by the collector, sent as one JSON array of arrays in GROUP_COLUMNS order.
+GROUP_COLUMNS: Final = (
+    "start_s",
+    "src_namespace",
+    "src_name_aggr",
+    "src_type",
+    "dst_namespace",
+    "dst_name_aggr",
+    "dst_type",
+    "dst_port",
+    "proto",
+    "action",
+    "reporter",
+    "trace_set",
+    "src_labels",
+    "dst_labels",
+    "end_s",  # the latest end of the group's rows; the others are sums
+    "num_flows",
+    "packets_in",
+    "packets_out",
+    "bytes_in",
+    "bytes_out",
+    "records",
 )
-SELECT
-    to_timestamp(start_s), to_timestamp(end_s), reporter, action, proto,
-    src_type, src_namespace, src_name, src_name_aggr, src_ip::inet, src_port, src_labels, src_service_account,
-    dst_type, dst_namespace, dst_name, dst_name_aggr, dst_ip::inet, dst_port, dst_labels, dst_service_account,
-    dst_domains, dst_service_namespace, dst_service_name, dst_service_port, dst_service_port_num, host,
-    num_flows, num_flows_started, num_flows_completed, packets_in, packets_out, bytes_in, bytes_out,
-    http_requests_allowed_in, http_requests_denied_in, trace_set
-FROM flow_stage;
 
-INSERT INTO flow_edges_5m AS e (
-    src_namespace, bucket, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type,
-    dst_port, proto, action, reporter, records, num_flows, packets_in, packets_out, bytes_in, bytes_out
-)
-SELECT src_namespace, to_timestamp(start_s - start_s % 300), src_name_aggr, src_type,
-       dst_namespace, dst_name_aggr, dst_type, dst_port, proto, action, reporter,
-       count(*), sum(num_flows), sum(packets_in), sum(packets_out), sum(bytes_in), sum(bytes_out)
-FROM flow_stage
-GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-ON CONFLICT (
-    src_namespace, bucket, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type,
-    dst_port, proto, action, reporter
-) DO UPDATE SET
-    records = e.records + EXCLUDED.records,
-    num_flows = e.num_flows + EXCLUDED.num_flows,
-    packets_in = e.packets_in + EXCLUDED.packets_in,
-    packets_out = e.packets_out + EXCLUDED.packets_out,
-    bytes_in = e.bytes_in + EXCLUDED.bytes_in,
-    bytes_out = e.bytes_out + EXCLUDED.bytes_out;
 
-WITH per_trace AS (
+# One statement, one round trip: each rollup from an aggregate of the groups, keys in index order so
+# concurrent collectors lock rollup rows in the same order.
+ADD_ROLLUPS: Final = """
+WITH groups AS MATERIALIZED (
+SELECT (d->>0)::bigint AS start_s, d->>1 AS src_namespace, d->>2 AS src_name_aggr, d->>3 AS src_type,
+       d->>4 AS dst_namespace, d->>5 AS dst_name_aggr, d->>6 AS dst_type, (d->>7)::integer AS dst_port,
+       d->>8 AS proto, d->>9 AS action, d->>10 AS reporter, (d->>11)::bigint AS trace_set,
+       (d->>12)::bigint AS src_labels, (d->>13)::bigint AS dst_labels, (d->>14)::bigint AS end_s,
+       (d->>15)::numeric AS num_flows, (d->>16)::numeric AS packets_in, (d->>17)::numeric AS packets_out,
+       (d->>18)::numeric AS bytes_in, (d->>19)::numeric AS bytes_out, (d->>20)::bigint AS records
+FROM jsonb_array_elements($1::text::jsonb) AS d
+), edges AS (
+    INSERT INTO flow_edges_5m AS e (
+        src_namespace, bucket, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type,
+        dst_port, proto, action, reporter, records, num_flows, packets_in, packets_out, bytes_in, bytes_out
+    )
+    SELECT src_namespace, to_timestamp(start_s - start_s % 300), src_name_aggr, src_type,
+           dst_namespace, dst_name_aggr, dst_type, dst_port, proto, action, reporter,
+           sum(records), sum(num_flows), sum(packets_in), sum(packets_out), sum(bytes_in), sum(bytes_out)
+    FROM groups
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+    ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+    ON CONFLICT (
+        src_namespace, bucket, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type,
+        dst_port, proto, action, reporter
+    ) DO UPDATE SET
+        records = e.records + EXCLUDED.records,
+        num_flows = e.num_flows + EXCLUDED.num_flows,
+        packets_in = e.packets_in + EXCLUDED.packets_in,
+        packets_out = e.packets_out + EXCLUDED.packets_out,
+        bytes_in = e.bytes_in + EXCLUDED.bytes_in,
+        bytes_out = e.bytes_out + EXCLUDED.bytes_out
+), per_trace AS (
     -- Per trace first: a batch holds few distinct traces, and each has several hits.
-    SELECT start_s - start_s % 300 AS bucket_s, trace_set, count(*) AS records, sum(num_flows) AS num_flows,
+    SELECT start_s - start_s % 300 AS bucket_s, trace_set, sum(records) AS records, sum(num_flows) AS num_flows,
            sum(packets_in + packets_out) AS packets, sum(bytes_in + bytes_out) AS bytes
-    FROM flow_stage WHERE trace_set IS NOT NULL
+    FROM groups WHERE trace_set IS NOT NULL
     GROUP BY 1, 2
 ), hits AS MATERIALIZED (
     SELECT t.bucket_s, h.pending, h.tier, h.kind, h.namespace, h.name, h.rule_index, h.action,
@@ -340,16 +337,13 @@ ON CONFLICT (bucket, pending, tier, kind, namespace, name, rule_index, action) D
     records = p.records + EXCLUDED.records,
     num_flows = p.num_flows + EXCLUDED.num_flows,
     packets = p.packets + EXCLUDED.packets,
-    bytes = p.bytes + EXCLUDED.bytes;
+    bytes = p.bytes + EXCLUDED.bytes
 """
 
 
-async def stage_rows(conn: asyncpg.Connection, rows: Sequence[StageRow]) -> None:
-    """Empty this connection's ``flow_stage`` and COPY ``rows`` (binary) into it, in the batch's transaction."""
-    await conn.execute(CREATE_STAGE)
-    await conn.copy_records_to_table("flow_stage", records=rows, columns=STAGE_COLUMNS)
+async def add_rollups(conn: asyncpg.Connection, groups: str) -> None:
+    """Add a batch's ``groups`` (JSON, see :data:`GROUP_COLUMNS`) to the rollups, in the batch's transaction.
 
-
-async def move_stage(conn: asyncpg.Connection) -> None:
-    """Move the staged rows into ``flows`` and add them to the rollups (same transaction)."""
-    await conn.execute(MOVE_STAGE)
+    The traces the groups name must be stored already (earlier in the same transaction).
+    """
+    await conn.execute(ADD_ROLLUPS, groups)

@@ -1,16 +1,18 @@
 """SQL for the inventory of what flows have shown: namespaces and workloads (``name_aggr``) with labels.
 
-The collector records them per batch from its staging table, in the batch's transaction, so namespace
+The collector records them per batch from its own sums, in the batch's transaction, so namespace
 selectors and the flow graph have something to stand on before any cluster sync exists.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
 import asyncpg
+import orjson
 
 from ringfence.flows.record import LabelPairs, parse_label_list
 
@@ -38,52 +40,51 @@ class SeenWorkload:
 
 # Rows are only rewritten when they learn something (an earlier first or later last sighting, new
 # labels), so a steady stream of the same workloads does not churn the table on every batch. The
-# updates keep "the labels of the most recent flow that carried any".
-RECORD_STAGED_WORKLOADS: Final = """
-WITH seen AS (
-    SELECT src_namespace AS namespace, src_name_aggr AS name_aggr, src_labels AS label_set, start_s, end_s
-    FROM flow_stage WHERE src_type = 'wep' AND src_namespace IS NOT NULL
-    UNION ALL
-    SELECT dst_namespace, dst_name_aggr, dst_labels, start_s, end_s
-    FROM flow_stage WHERE dst_type = 'wep' AND dst_namespace IS NOT NULL
+# updates keep "the labels of the most recent flow that carried any". A batch arrives as its
+# sightings, one JSON array per endpoint: [namespace, name_aggr, type, first start, last end, label set].
+RECORD_SEEN: Final = """
+WITH seen AS MATERIALIZED (
+    SELECT d->>0 AS namespace, d->>1 AS name_aggr, d->>2 AS type, (d->>3)::bigint AS first_s,
+           (d->>4)::bigint AS last_s, (d->>5)::bigint AS label_set
+    FROM jsonb_array_elements($1::text::jsonb) AS d
 ), workloads AS (
-    SELECT namespace, name_aggr, min(start_s) AS first_s, max(end_s) AS last_s,
-           (array_agg(label_set ORDER BY end_s DESC) FILTER (WHERE label_set IS NOT NULL))[1] AS label_set
-    FROM seen GROUP BY namespace, name_aggr
-)
-INSERT INTO inventory_workloads AS w (namespace, name_aggr, labels, first_seen, last_seen)
-SELECT workloads.namespace, workloads.name_aggr, coalesce(label_sets.labels, '{}'),
-       to_timestamp(first_s), to_timestamp(last_s)
-FROM workloads LEFT JOIN label_sets ON label_sets.id = workloads.label_set
-ORDER BY 1, 2
-ON CONFLICT (namespace, name_aggr) DO UPDATE SET
-    first_seen = least(w.first_seen, EXCLUDED.first_seen),
-    last_seen = greatest(w.last_seen, EXCLUDED.last_seen),
-    labels = CASE
-        WHEN cardinality(EXCLUDED.labels) > 0 AND (EXCLUDED.last_seen >= w.last_seen OR cardinality(w.labels) = 0)
-        THEN EXCLUDED.labels ELSE w.labels END
-WHERE EXCLUDED.first_seen < w.first_seen
-   OR EXCLUDED.last_seen > w.last_seen
-   OR (cardinality(EXCLUDED.labels) > 0 AND EXCLUDED.labels <> w.labels AND EXCLUDED.last_seen >= w.last_seen);
-
-WITH seen AS (
-    SELECT src_namespace AS name, start_s, end_s FROM flow_stage WHERE src_namespace IS NOT NULL
-    UNION ALL
-    SELECT dst_namespace, start_s, end_s FROM flow_stage WHERE dst_namespace IS NOT NULL
+    INSERT INTO inventory_workloads AS w (namespace, name_aggr, labels, first_seen, last_seen)
+    SELECT seen.namespace, seen.name_aggr, coalesce(label_sets.labels, '{}'), to_timestamp(first_s),
+           to_timestamp(last_s)
+    FROM seen LEFT JOIN label_sets ON label_sets.id = seen.label_set
+    WHERE seen.type = 'wep'
+    ORDER BY 1, 2
+    ON CONFLICT (namespace, name_aggr) DO UPDATE SET
+        first_seen = least(w.first_seen, EXCLUDED.first_seen),
+        last_seen = greatest(w.last_seen, EXCLUDED.last_seen),
+        labels = CASE
+            WHEN cardinality(EXCLUDED.labels) > 0
+                 AND (EXCLUDED.last_seen >= w.last_seen OR cardinality(w.labels) = 0)
+            THEN EXCLUDED.labels ELSE w.labels END
+    WHERE EXCLUDED.first_seen < w.first_seen
+       OR EXCLUDED.last_seen > w.last_seen
+       OR (cardinality(EXCLUDED.labels) > 0 AND EXCLUDED.labels <> w.labels AND EXCLUDED.last_seen >= w.last_seen)
 )
 INSERT INTO inventory_namespaces AS n (name, labels, first_seen, last_seen)
-SELECT name, NULL, to_timestamp(min(start_s)), to_timestamp(max(end_s))
-FROM seen GROUP BY name ORDER BY name
+SELECT namespace, NULL, to_timestamp(min(first_s)), to_timestamp(max(last_s))
+FROM seen GROUP BY namespace ORDER BY namespace
 ON CONFLICT (name) DO UPDATE SET
     first_seen = least(n.first_seen, EXCLUDED.first_seen),
     last_seen = greatest(n.last_seen, EXCLUDED.last_seen)
-WHERE EXCLUDED.first_seen < n.first_seen OR EXCLUDED.last_seen > n.last_seen;
+WHERE EXCLUDED.first_seen < n.first_seen OR EXCLUDED.last_seen > n.last_seen
 """
 
+Sighting = tuple[str, str, str, int, int, int | None]
+"""(namespace, name_aggr, endpoint type, first start, last end, label set of the last flow with labels)."""
 
-async def record_staged(conn: asyncpg.Connection) -> None:
-    """Upsert the namespaces and workloads of the rows in ``flow_stage`` (the batch's transaction)."""
-    await conn.execute(RECORD_STAGED_WORKLOADS)
+
+async def record_seen(conn: asyncpg.Connection, sightings: Sequence[Sighting]) -> None:
+    """Upsert a batch's ``sightings`` of namespaces and workloads (``wep``), in the batch's transaction.
+
+    Label sets they name must be stored already (earlier in the same transaction).
+    """
+    if sightings:
+        await conn.execute(RECORD_SEEN, orjson.dumps(sightings).decode())
 
 
 LIST_NAMESPACES: Final = "SELECT name, labels, first_seen, last_seen FROM inventory_namespaces ORDER BY name"

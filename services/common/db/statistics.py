@@ -16,6 +16,7 @@ from typing import Final, TypeAlias
 import asyncpg
 
 from ringfence.stats import HitCounts, HitKey
+from services.common.db.flow_reads import READ_SETTINGS, widen_start
 
 Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -161,8 +162,7 @@ BOARD_COUNTS: Final = """
 SELECT staged_view, tier, kind, namespace, name, rule_index, action, sum(records)::bigint AS records,
        sum(num_flows) AS num_flows, sum(packets) AS packets, sum(bytes) AS bytes
 FROM policy_stats_5m
-WHERE bucket > coalesce($1::timestamptz, '-infinity') - interval '5 minutes'
-  AND bucket < coalesce($2::timestamptz, 'infinity')
+WHERE bucket > coalesce($1::timestamptz, '-infinity') AND bucket < coalesce($2::timestamptz, 'infinity')
 GROUP BY staged_view, tier, kind, namespace, name, rule_index, action
 ORDER BY tier, kind, namespace NULLS FIRST, name, staged_view, rule_index NULLS FIRST, action
 """
@@ -174,7 +174,12 @@ async def board_counts(conn: Executor, from_: datetime | None, to: datetime | No
     The policy board takes a policy's counts from the recorded traces when the flow log recorded it
     in the window, and from here otherwise.
     """
-    rows = await conn.fetch(BOARD_COUNTS, from_, to)
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as acquired:
+            return await board_counts(acquired, from_, to)
+    async with conn.transaction():
+        await conn.execute(READ_SETTINGS)
+        rows = await conn.fetch(BOARD_COUNTS, widen_start(from_), to)
     return [
         EvaluatedCount(
             HitKey(
