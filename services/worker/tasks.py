@@ -5,7 +5,7 @@ finds the job claimed, running or finished and does nothing (see ``jobrun.py``).
 
 | task | does |
 | --- | --- |
-| ``ringfence.recommend(job_id)`` | recommend a staged policy for a namespace or workload |
+| ``ringfence.recommend(job_id)`` | recommend a staged policy for a namespace or workload, then refresh statistics |
 | ``ringfence.preview(job_id)`` | impact preview of a change set over the stored flows |
 | ``ringfence.statistics(job_id=None)`` | policy statistics by evaluation (beat: the last day) |
 | ``ringfence.retention(job_id=None)`` | drop flows, statistics and jobs past retention |
@@ -51,6 +51,9 @@ def register(app: Celery) -> None:
     @app.task(name=JobKind.RECOMMEND.task_name, bind=True)
     def recommend(self: Task, job_id: str) -> None:
         run_job_task(self, job_id, lambda run: run_recommend(run, now=_now()))
+        # A recommendation writes a staged policy: refresh its statistics now rather than at the next beat,
+        # so the board shows what it would have hit as soon as it exists.
+        self.app.send_task(JobKind.STATISTICS.task_name)
 
     @app.task(name=JobKind.PREVIEW.task_name, bind=True)
     def preview(self: Task, job_id: str) -> None:

@@ -232,6 +232,23 @@ async def test_recommend_writes_a_learning_staged_policy(pool, worker):
     assert stored["spec"]["selector"] == "app == 'backend'"
 
 
+async def test_a_recommendation_refreshes_statistics_without_waiting_for_beat(pool, worker):
+    # No beat runs in this module: only the recommendation itself can have asked for the refresh.
+    job = await start(pool, worker, JobKind.RECOMMEND, {"namespace": "storefront", "workload": "frontend-864f4fcdfd-*"})
+    assert (await wait_finished(pool, job.id)).state is JobState.SUCCEEDED
+    counted = None
+    for _ in range(120):
+        counted = await pool.fetchval(
+            "SELECT sum(records) FROM policy_stats_5m WHERE staged_view AND kind = 'snp'"
+            " AND name LIKE '%recommended-frontend'"
+        )
+        if counted:
+            break
+        await asyncio.sleep(0.25)
+    assert counted is not None
+    assert counted > 0
+
+
 async def test_recommend_without_flows_fails_with_the_reason(pool, worker):
     job = await start(pool, worker, JobKind.RECOMMEND, {"namespace": "nowhere", "workload": None})
     failed = await wait_finished(pool, job.id)
@@ -242,7 +259,9 @@ async def test_recommend_without_flows_fails_with_the_reason(pool, worker):
 async def test_statistics_are_incremental(pool, worker):
     first = await start(pool, worker, JobKind.STATISTICS, {})
     result = (await wait_finished(pool, first.id)).result
-    assert result["evaluated"] == result["buckets"] > 0
+    # A recommendation earlier in this module may already have refreshed some buckets.
+    assert 0 <= result["evaluated"] <= result["buckets"]
+    assert result["buckets"] > 0
     second = await start(pool, worker, JobKind.STATISTICS, {})
     assert (await wait_finished(pool, second.id)).result["evaluated"] == 0
 
