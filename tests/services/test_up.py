@@ -25,6 +25,7 @@ import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from ringfence.demo.flowlog import storefront_window_records
 from services.common.embedded import find_free_port
 from services.up.demo import load_storefront_demo
 
@@ -202,6 +203,36 @@ def check_websocket_half(up: RunningUp) -> None:
     }
 
 
+FLOW_TAIL = "subscription($f: FlowFilter) { flowTail(filter: $f) { sourceNameAggr destNameAggr destPort action } }"
+
+
+def check_flow_tail(up: RunningUp) -> int:
+    """Flows posted to `up`'s /ingest/flows reach a flowTail subscriber of the same process group."""
+    now = int(time.time())
+    window = now - now % 300
+    records = [r for r in storefront_window_records(window, seed=4242) if r["source_name_aggr"] == BACKEND]
+    assert records
+    body = "\n".join(json.dumps(record) for record in records).encode()
+    with connect(up.ws_url, subprotocols=[TRANSPORT_WS], open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {ADMIN_TOKEN}"}}))
+        assert receive(ws) == {"type": "connection_ack"}
+        variables = {"f": {"namespace": "storefront", "workload": BACKEND}}
+        ws.send(json.dumps({"id": "t", "type": "subscribe", "payload": {"query": FLOW_TAIL, "variables": variables}}))
+        time.sleep(1.0)  # the subscription listens before anything is stored: the tail replays nothing
+        answer = httpx.post(
+            f"{up.base_url}/ingest/flows",
+            content=body,
+            headers={"Authorization": f"Bearer {ADMIN_TOKEN}", "Content-Type": "application/x-ndjson"},
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["accepted"] == len(records)
+        message = receive(ws)
+        assert message["type"] == "next", message
+        assert message["payload"]["data"]["flowTail"]["sourceNameAggr"] == BACKEND
+    return len(records)
+
+
 def descendants(pid: int) -> set[int]:
     """Every process below ``pid`` (children, grandchildren, ...)."""
     parents: dict[int, list[int]] = {}
@@ -285,6 +316,7 @@ def test_up_serves_the_demo_over_http_and_websocket_and_stops_everything_on_sigt
         assert up.graphql("{ flows(first: 1) { totalCount } }")["flows"]["totalCount"] == total + again.accepted
 
         check_websocket_half(up)
+        tailed = check_flow_tail(up)
 
         children = stop(up)
         assert up.process.returncode == 0, up.output
@@ -300,7 +332,7 @@ def test_up_serves_the_demo_over_http_and_websocket_and_stops_everything_on_sigt
         wait_started(second)
         assert "starting embedded PostgreSQL" in second.output
         count = second.graphql("{ flows(first: 1) { totalCount } }")["flows"]["totalCount"]
-        assert count == total + again.accepted
+        assert count == total + again.accepted + tailed
         stop(second)
         assert second.process.returncode == 0, second.output
 
