@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.flowgen import WINDOW, generate
 from bench.ingest import DEFAULT_SERVER, create_database, drop_database
-from services.collector.parse import TimeWindow, parse_lines
+from services.collector.parse import ParsedChunk, TimeWindow, parse_lines
 from services.collector.store import FlowWriter, WriteBatch
 from services.common.db import create_pool, flows
 from services.common.db.flows import FlowFilter
@@ -57,8 +57,10 @@ async def load(url: str, rows: int, end: int) -> float:
                 shift += WINDOW
             chunk.encoded.rows = batch_rows
             chunk.encoded.days = {row[0] // 86_400 for row in (batch_rows[0], batch_rows[-1])}
-            chunk.row_lines = list(range(len(batch_rows)))
-            await writer.write(WriteBatch("bench", None, chunk, [], [], 1))
+            # A fresh chunk per batch: a chunk caches its rollup groups, and every batch here has the same
+            # row count, so a reused one would add the first batch's sums to the rollups again and again.
+            batch_chunk = ParsedChunk(chunk.encoded, list(range(len(batch_rows))), [])
+            await writer.write(WriteBatch("bench", None, batch_chunk, [], [], 1))
             stored += len(batch_rows)
             print(f"\r  loaded {stored:,} rows ({shift // 3600} h of history)", end="", flush=True)
         async with pool.acquire() as conn:

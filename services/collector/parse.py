@@ -25,6 +25,7 @@ MAX_ERRORS: Final = 20
 _ENCODER: RowEncoder | None = None
 _CALICO_ROWS: CalicoRowReader | None = None
 _NUL_ESCAPE: Final = b"\\u0000"
+NUL_REASON: Final = "a string holds a NUL character (\\u0000), which cannot be stored"
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,7 @@ def parse_lines(
             row_lines.append(index)
             continue
         try:
-            flow = _parse(record, fmt, line, earliest, latest, calico=calico)
+            flow = parse_checked(record, fmt, line, earliest, latest, calico=calico)
             add(batch, flow)
         except (FlowRecordError, RowError) as error:
             _reject(chunk, source, first_line_no + index, offsets[index], line, error.reason, error.field)
@@ -152,11 +153,12 @@ def parse_lines(
     return chunk
 
 
-def _parse(record: Any, fmt: str | None, line: bytes, earliest: int, latest: int, *, calico: bool) -> Flow:
+def parse_checked(record: Any, fmt: str | None, line: bytes, earliest: int, latest: int, *, calico: bool) -> Flow:
     """The record's flow, refused (:class:`FlowRecordError`) when the store cannot keep it."""
-    if _NUL_ESCAPE in line and _holds_nul(record):
-        raise FlowRecordError("", "a string holds a NUL character (\\u0000), which cannot be stored")
+    # The parser's own verdict first: a bad value is reported for its field even when it holds a NUL.
     flow = parse_calico(record) if calico else parse_record(record, fmt)
+    if _NUL_ESCAPE in line and holds_nul(record):
+        raise FlowRecordError("", NUL_REASON)
     if flow.start_time < earliest:
         raise FlowRecordError(
             "start_time", f"time {flow.start_time} is older than the retention period (before {earliest})"
@@ -174,11 +176,12 @@ def _reject(  # noqa: PLR0917 - a private helper called from one loop
         chunk.errors.append({"line": line_no, "error": f"{field}: {reason}" if field else reason})
 
 
-def _holds_nul(value: object) -> bool:
+def holds_nul(value: object) -> bool:
+    """Whether a decoded JSON value holds a NUL character anywhere (PostgreSQL text cannot store one)."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
     if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
+        return any(holds_nul(item) for item in value)
     return False

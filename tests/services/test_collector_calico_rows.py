@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from ringfence.flows.formats import FlowRecordError, parse_calico
 from services.collector.calico_rows import CalicoRowReader
-from services.collector.parse import TimeWindow, parse_lines
+from services.collector.parse import TimeWindow, parse_checked, parse_lines
 from services.collector.rows import RowEncoder, RowError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "flows"
@@ -52,10 +52,11 @@ RARE_SPELLINGS = [
 """Valid records the fast path leaves to the full path for good (text domains, a service port as a number)."""
 
 
-def full_path(encoder: RowEncoder, record: Any) -> Outcome:
+def full_path(encoder: RowEncoder, record: Any, window: TimeWindow = WINDOW) -> Outcome:
     """The reference outcome: the row the full path stores, or the (field, reason) it refuses with."""
     try:
-        flow = parse_calico(record)
+        # The full path: the parser, then the store's limits (NUL characters, the accepted time window).
+        flow = parse_checked(record, None, orjson.dumps(record), window.earliest_start, window.latest_end, calico=True)
         batch = encoder.new_batch()
         encoder.add(batch, flow)
     except (FlowRecordError, RowError) as error:

@@ -222,6 +222,23 @@ async def test_rollups_agree_with_a_direct_aggregate_of_the_raw_table(
     )
     assert len(edges) > 20
     assert [tuple(row) for row in edges] == [tuple(row) for row in direct_edges]
+    edges_hourly = await db.fetch(
+        """
+        SELECT bucket, src_namespace, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type, dst_port,
+               proto, action, reporter, records, num_flows, packets_in, packets_out, bytes_in, bytes_out
+        FROM flow_edges_1h ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+        """
+    )
+    direct_edges_hourly = await db.fetch(
+        """
+        SELECT date_bin('1 hour', start_time, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket, src_namespace,
+               src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type, dst_port, proto, action, reporter,
+               count(*), sum(num_flows), sum(packets_in), sum(packets_out), sum(bytes_in), sum(bytes_out)
+        FROM flows GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+        """
+    )
+    assert len(edges_hourly) < len(edges)  # hours do merge buckets
+    assert [tuple(row) for row in edges_hourly] == [tuple(row) for row in direct_edges_hourly]
     hits = await db.fetch(
         """
         SELECT bucket, pending, tier, kind, namespace, name, rule_index, action, records, num_flows, packets, bytes
@@ -274,6 +291,7 @@ async def test_retention_drops_whole_daily_partitions(db: asyncpg.Connection, db
     now = datetime.fromtimestamp(base + 2 * day + 3600, UTC)  # 2024-06-15 01:00
     dropped = await flows.drop_expired_partitions(db, now, retention_days=1)
     assert sorted(dropped) == [
+        "flow_edges_1h_p20240613",
         "flow_edges_5m_p20240613",
         "flows_p20240613",
         "policy_hits_1h_p20240613",
@@ -284,12 +302,14 @@ async def test_retention_drops_whole_daily_partitions(db: asyncpg.Connection, db
     first_kept_day = datetime.fromtimestamp(base + day, UTC)
     assert await db.fetchval("SELECT count(*) FROM flow_edges_5m WHERE bucket < $1", first_kept_day) == 0
     assert await db.fetchval("SELECT count(*) FROM flow_edges_5m") == 2
+    assert await db.fetchval("SELECT count(*) FROM flow_edges_1h WHERE bucket < $1", first_kept_day) == 0
+    assert await db.fetchval("SELECT count(*) FROM flow_edges_1h") == 2
     assert await flows.drop_expired_partitions(db, now, retention_days=1) == []
 
 
 async def test_partitions_are_created_ahead(db: asyncpg.Connection) -> None:
     first, last = date(2031, 1, 1), date(2031, 1, 3)
-    assert await flows.ensure_partitions(db, first, last) == 12  # three days of flows and of each rollup
+    assert await flows.ensure_partitions(db, first, last) == 15  # three days of flows and of each of 4 rollups
     assert await flows.ensure_partitions(db, first, last) == 0
 
 

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 
 from services.common.db import flows
-from services.common.db.flow_reads import FLOW_GRAPH, READ_SETTINGS, widen_start
+from services.common.db.flow_reads import FLOW_GRAPH, READ_SETTINGS, FlowFilter, graph_args, widen_start
 
 FIRST_DAY = date(2024, 6, 1)
 DAYS = 12
@@ -41,28 +41,48 @@ async def graph_plan(db: asyncpg.Connection, from_: datetime | None, to: datetim
     async with db.transaction():
         await db.execute(READ_SETTINGS)
         # The pool's connections decode json: the plan arrives as Python values.
-        return await db.fetchval(
-            "EXPLAIN (FORMAT JSON) " + FLOW_GRAPH, widen_start(from_), to, "shop", None, None, None, None, None
-        )
+        args = graph_args(FlowFilter(namespace="shop", from_=from_, to=to))
+        return await db.fetchval("EXPLAIN (FORMAT JSON) " + FLOW_GRAPH, *args)
 
 
 @pytest.mark.parametrize(
-    ("from_", "to", "days"),
+    ("from_", "to", "relations"),
     [
-        # A day that starts at midnight also reads the previous day's last bucket, which overlaps it.
-        (datetime(2024, 6, 5, tzinfo=UTC), datetime(2024, 6, 6, tzinfo=UTC), ("20240604", "20240605")),
-        (datetime(2024, 6, 5, 12, tzinfo=UTC), datetime(2024, 6, 6, 12, tzinfo=UTC), ("20240605", "20240606")),
-        (datetime(2024, 6, 5, 12, 7, tzinfo=UTC), datetime(2024, 6, 5, 13, tzinfo=UTC), ("20240605",)),
-        (None, datetime(2024, 6, 3, tzinfo=UTC), ("20240601", "20240602")),
+        # Whole hours from the hourly rollup; a window that starts on an hour also looks at the 5-minute
+        # buckets that could overlap it from before (there are none between two hours: an empty range).
+        (
+            datetime(2024, 6, 5, tzinfo=UTC),
+            datetime(2024, 6, 6, tzinfo=UTC),
+            {"flow_edges_1h_p20240605", "flow_edges_5m_p20240604"},
+        ),
+        (
+            datetime(2024, 6, 5, 12, tzinfo=UTC),
+            datetime(2024, 6, 6, 12, tzinfo=UTC),
+            {"flow_edges_1h_p20240605", "flow_edges_1h_p20240606", "flow_edges_5m_p20240605"},
+        ),
+        # Ragged ends on both sides: the 5-minute rollup of the first and of the last day.
+        (
+            datetime(2024, 6, 5, 12, 7, tzinfo=UTC),
+            datetime(2024, 6, 6, 12, 53, tzinfo=UTC),
+            {
+                "flow_edges_1h_p20240605",
+                "flow_edges_1h_p20240606",
+                "flow_edges_5m_p20240605",
+                "flow_edges_5m_p20240606",
+            },
+        ),
+        # No whole hour: 5-minute buckets only.
+        (datetime(2024, 6, 5, 12, 7, tzinfo=UTC), datetime(2024, 6, 5, 13, tzinfo=UTC), {"flow_edges_5m_p20240605"}),
+        (None, datetime(2024, 6, 3, tzinfo=UTC), {"flow_edges_1h_p20240601", "flow_edges_1h_p20240602"}),
     ],
 )
 async def test_flow_graph_window_is_pruned_when_planned(
-    db: asyncpg.Connection, from_: datetime | None, to: datetime, days: tuple[str, ...]
+    db: asyncpg.Connection, from_: datetime | None, to: datetime, relations: set[str]
 ) -> None:
     await flows.ensure_partitions(db, FIRST_DAY, FIRST_DAY + timedelta(days=DAYS - 1))
-    relations, runtime_pruning = relations_and_pruning(await graph_plan(db, from_, to))
+    planned, runtime_pruning = relations_and_pruning(await graph_plan(db, from_, to))
     assert not runtime_pruning
-    assert relations == {f"flow_edges_5m_p{day}" for day in days}
+    assert planned == relations
 
 
 def test_widen_start_reaches_back_one_bucket_and_keeps_the_unbounded_cases() -> None:

@@ -265,3 +265,68 @@ async def test_policy_board_windows_count_the_buckets_they_overlap(
     board = await flows.policy_board_counts(db, at(since), at(until))
     profile = [count for count in board if count.kind == "pro"]
     assert [count.flows for count in profile] == [expected]
+
+
+GRAPH_WINDOWS = [
+    ("00:00", "03:00"),  # whole hours only
+    ("00:07", "02:53"),  # whole hours in the middle, ragged ends
+    ("00:55", "02:05"),  # one whole hour, a bucket on each side
+    ("01:10", "01:40"),  # inside one hour
+    ("00:30", "01:30"),  # across one boundary, no whole hour
+    ("00:00", "02:31"),  # aligned start only
+    ("00:29", "03:00"),  # aligned end only
+    (None, "01:47"),  # unbounded start
+    ("01:13", None),  # unbounded end
+]
+
+
+@pytest.mark.parametrize(("start", "stop"), GRAPH_WINDOWS)
+@pytest.mark.parametrize("namespace", [None, "checkout"])
+async def test_flow_graph_windows_count_the_buckets_they_overlap(
+    db: asyncpg.Connection, db_pool: asyncpg.Pool, start: str | None, stop: str | None, namespace: str | None
+) -> None:
+    base = 1718236800  # 2024-06-13 00:00 UTC
+    template = orjson.loads(sample_lines("calico-flows.log")[0])
+    records = []
+    for step in range(36):  # every 5 minutes for 3 hours, both reporters, edges that change with the hour
+        for reporter, extra in (("src", 0), ("dst", step % 3)):
+            record = dict(template)
+            record.update(
+                start_time=base + 300 * step,
+                end_time=base + 300 * step + 300,
+                num_flows=step + 1 + extra,
+                reporter=reporter,
+                source_name_aggr=f"frontend-{step % 2}-*",
+                source_namespace="storefront" if step % 3 else "checkout",
+                dest_port=8080 + step // 12,
+            )
+            records.append(orjson.dumps(record))
+    writer = FlowWriter(db_pool, clock=lambda: SAMPLE_TIME)
+    await writer.write_on(db, write_batch(raw_batch(records)))
+    parsed = [parse_record(orjson.loads(line)) for line in records]
+
+    def moment(clock: str | None) -> datetime | None:
+        if clock is None:
+            return None
+        hours, minutes = clock.split(":")
+        return at(base + int(hours) * 3600 + int(minutes) * 60)
+
+    flow_filter = FlowFilter(namespace=namespace, from_=moment(start), to=moment(stop))
+    since, until = flow_filter.from_, flow_filter.to
+
+    def overlaps(flow: Flow) -> bool:  # a 5-minute bucket counts when it overlaps the window
+        bucket = flow.start_time - flow.start_time % 300
+        return (since is None or bucket > since.timestamp() - 300) and (until is None or bucket < until.timestamp())
+
+    per_reporter: dict[tuple[Any, ...], int] = defaultdict(int)
+    for flow in parsed:
+        if overlaps(flow) and namespace in (None, flow.source.namespace, flow.dest.namespace):
+            key = (node_id(flow.source), node_id(flow.dest), flow.dest.port, flow.proto, flow.action)
+            per_reporter[(*key, flow.reporter)] += flow.num_flows
+    expected: dict[tuple[Any, ...], int] = {}
+    for (*key, _reporter), count in per_reporter.items():
+        expected[tuple(key)] = max(expected.get(tuple(key), 0), count)
+    graph = await flows.flow_graph(db, flow_filter)
+    got = {(e.source, e.target, e.dest_port, e.proto, e.action): e.num_flows for e in graph.edges}
+    assert got
+    assert got == expected

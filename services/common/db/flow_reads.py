@@ -18,6 +18,7 @@ import asyncpg
 
 from ringfence.flows.hits import parse_hit
 from ringfence.flows.record import Endpoint, EndpointType, Flow, FlowAction, PolicyHit, Reporter, parse_label_list
+from services.common.db.rollup_windows import rollup_ranges
 
 STAGED_KINDS: Final = ("snp", "sgnp", "sknp")
 # JIT off: compiling a rollup query's expressions costs more (tens of ms) than running them.
@@ -239,28 +240,56 @@ class FlowGraph:
 
 _NODE_KINDS: Final = {"wep": "workload", "net": "network", "ns": "networkset", "hep": "host"}
 
-FLOW_GRAPH: Final = """
+# The filters every part of the graph query applies; values travel as $8..$13.
+_EDGE_FILTER: Final = """
+  AND ($8::text IS NULL OR f.src_namespace = $8 OR f.dst_namespace = $8)
+  AND ($9::text IS NULL
+       OR (f.src_name_aggr = $9 AND ($8::text IS NULL OR f.src_namespace = $8))
+       OR (f.dst_name_aggr = $9 AND ($8::text IS NULL OR f.dst_namespace = $8)))
+  AND ($10::text IS NULL OR f.action = $10)
+  AND ($11::text IS NULL OR f.reporter = $11)
+  AND ($12::integer IS NULL OR f.dst_port = $12)
+  AND ($13::text IS NULL OR f.proto = $13)
+"""
+_EDGE_COLUMNS: Final = """
+    SELECT src_type, src_namespace, src_name_aggr, dst_type, dst_namespace, dst_name_aggr, dst_port, proto, action,
+           reporter, num_flows, packets_in + packets_out AS packets, bytes_in + bytes_out AS bytes"""
+
+# Whole hours of the window from the hourly rollup, the ragged ends from the 5-minute one, with the
+# ranges of services.common.db.rollup_windows ($1..$7). Built from constants only.
+FLOW_GRAPH: Final = (
+    "WITH parts AS ("
+    + _EDGE_COLUMNS
+    + """
+    FROM flow_edges_1h AS f
+    WHERE $1::boolean AND f.bucket >= coalesce($2::timestamptz, '-infinity')
+      AND f.bucket < coalesce($3::timestamptz, 'infinity')"""
+    + _EDGE_FILTER
+    + "    UNION ALL"
+    + _EDGE_COLUMNS
+    + """
+    FROM flow_edges_5m AS f
+    WHERE f.bucket > $4::timestamptz AND f.bucket < $5::timestamptz"""
+    + _EDGE_FILTER
+    + "    UNION ALL"
+    + _EDGE_COLUMNS
+    + """
+    FROM flow_edges_5m AS f
+    WHERE f.bucket >= $6::timestamptz AND f.bucket < $7::timestamptz"""
+    + _EDGE_FILTER
+    + """)
 SELECT src_type, src_namespace, src_name_aggr, dst_type, dst_namespace, dst_name_aggr, dst_port, proto, action,
-       reporter, sum(num_flows) AS num_flows, sum(packets_in + packets_out) AS packets,
-       sum(bytes_in + bytes_out) AS bytes
-FROM flow_edges_5m AS f
-WHERE f.bucket > coalesce($1::timestamptz, '-infinity') AND f.bucket < coalesce($2::timestamptz, 'infinity')
-  AND ($3::text IS NULL OR f.src_namespace = $3 OR f.dst_namespace = $3)
-  AND ($4::text IS NULL
-       OR (f.src_name_aggr = $4 AND ($3::text IS NULL OR f.src_namespace = $3))
-       OR (f.dst_name_aggr = $4 AND ($3::text IS NULL OR f.dst_namespace = $3)))
-  AND ($5::text IS NULL OR f.action = $5)
-  AND ($6::text IS NULL OR f.reporter = $6)
-  AND ($7::integer IS NULL OR f.dst_port = $7)
-  AND ($8::text IS NULL OR f.proto = $8)
+       reporter, sum(num_flows) AS num_flows, sum(packets) AS packets, sum(bytes) AS bytes
+FROM parts
 GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 """
+)
 
 
-def _graph_args(flow_filter: FlowFilter) -> tuple[Any, ...]:
-    # The window is widened here rather than in SQL: ``timestamptz - interval`` is only stable, which
-    # would leave partition pruning to executor start-up, after the planner opened every partition.
-    return (widen_start(flow_filter.from_), *_filter_args(flow_filter)[1:8])
+def graph_args(flow_filter: FlowFilter) -> tuple[Any, ...]:
+    """The parameters of :data:`FLOW_GRAPH` for ``flow_filter``."""
+    f = flow_filter
+    return (*rollup_ranges(f.from_, f.to), f.namespace, f.workload, f.action, f.reporter, f.port, f.proto)
 
 
 def widen_start(from_: datetime | None) -> datetime | None:
@@ -274,7 +303,8 @@ def widen_start(from_: datetime | None) -> datetime | None:
 
 
 async def flow_graph(conn: asyncpg.Connection, flow_filter: FlowFilter) -> FlowGraph:
-    """The flow graph of the filtered window, from the 5-minute rollup.
+    """The flow graph of the filtered window, from the rollups: whole hours from the hourly one, the rest
+    from the 5-minute one.
 
     The window is widened to whole 5-minute buckets (flows are bucketed by start time). The rollup has
     no policy traces, so a ``policy`` filter is refused with :class:`ValueError`.
@@ -283,7 +313,7 @@ async def flow_graph(conn: asyncpg.Connection, flow_filter: FlowFilter) -> FlowG
         raise ValueError("the flow graph cannot be filtered by policy")
     async with conn.transaction():
         await conn.execute(READ_SETTINGS)
-        rows = await conn.fetch(FLOW_GRAPH, *_graph_args(flow_filter))
+        rows = await conn.fetch(FLOW_GRAPH, *graph_args(flow_filter))
     nodes: dict[str, GraphNode] = {}
     merged: dict[tuple[Any, ...], tuple[int, int, int, set[str]]] = {}
     for row in rows:

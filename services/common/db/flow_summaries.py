@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Final
 
 import asyncpg
 
 from ringfence.flows.record import Flow, FlowAction, Reporter
 from services.common.db.flow_reads import READ_SETTINGS, STAGED_KINDS, endpoint_from_row
+from services.common.db.rollup_windows import rollup_ranges
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,8 +37,8 @@ class PolicyHitCount:
 
 
 # Whole hours of the window from the hourly rollup, the ragged ends from the 5-minute one. The
-# ranges are computed by the caller (see _board_ranges), so each part prunes to its own partitions
-# and rows; a NULL bound makes its part empty (a range bound of the hourly part: unbounded).
+# ranges are computed by the caller (services.common.db.rollup_windows), so each part prunes to its own
+# partitions and rows; a NULL bound makes its part empty (a range bound of the hourly part: unbounded).
 POLICY_BOARD: Final = """
 WITH hits AS (
     SELECT tier, kind, namespace, name, rule_index, action, records, num_flows, packets, bytes
@@ -60,43 +61,6 @@ GROUP BY tier, kind, namespace, name, rule_index, action
 ORDER BY tier, kind, namespace NULLS FIRST, name, rule_index NULLS FIRST, action
 """
 
-BoardRanges = tuple[
-    bool, datetime | None, datetime | None, datetime | None, datetime | None, datetime | None, datetime | None
-]
-
-
-def _board_ranges(from_: datetime | None, to: datetime | None) -> BoardRanges:
-    """(use hours, hours from, hours to, 5-minute buckets after/before, 5-minute buckets from/before).
-
-    5-minute buckets count when they overlap ``[from_, to)``: ``bucket > from_ - 5 min`` and
-    ``bucket < to``. The whole hours inside the window come from the hourly rollup instead.
-    """
-    # Hours of the rollup are UTC hours (a +05:30 zone would cut them elsewhere).
-    from_, to = _utc(from_), _utc(to)
-    first_hour = None if from_ is None else _ceil_hour(from_)
-    end_hour = None if to is None else to.replace(minute=0, second=0, microsecond=0)
-    if first_hour is not None and end_hour is not None and first_hour >= end_hour:
-        # Inside one hour (or across one boundary, no whole hour): 5-minute buckets only.
-        return False, None, None, _before(from_), to, None, None
-    before = (_before(from_), first_hour) if from_ is not None else (None, None)
-    after = (end_hour, to) if to is not None else (None, None)
-    return True, first_hour, end_hour, *before, *after
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
-def _ceil_hour(moment: datetime) -> datetime:
-    hour = moment.replace(minute=0, second=0, microsecond=0)
-    return hour if hour == moment else hour + timedelta(hours=1)
-
-
-def _before(moment: datetime | None) -> datetime | None:
-    return None if moment is None else moment - timedelta(minutes=5)
-
 
 async def policy_board_counts(
     conn: asyncpg.Connection, from_: datetime | None, to: datetime | None
@@ -104,7 +68,7 @@ async def policy_board_counts(
     """Per policy, rule and action, the flows of ``[from_, to)`` (widened to whole 5-minute buckets)."""
     async with conn.transaction():
         await conn.execute(READ_SETTINGS)
-        rows = await conn.fetch(POLICY_BOARD, *_board_ranges(from_, to), list(STAGED_KINDS))
+        rows = await conn.fetch(POLICY_BOARD, *rollup_ranges(from_, to), list(STAGED_KINDS))
     return [
         PolicyHitCount(
             row["tier"],

@@ -2,7 +2,7 @@
 
 A batch is written in one transaction by the collector: interned label sets and traces first, then
 the rows COPYed (binary) straight into ``flows``, then the batch's sums, computed by the collector,
-added to the rollups (flow edges per 5 minutes, policy hits per 5 minutes and per hour). Rows are
+added to the rollups (flow edges and policy hits, each per 5 minutes and per hour). Rows are
 built as staging rows (:data:`STAGE_COLUMNS`, times as unix seconds), the form the collector's
 parsers and the live flow tail share.
 
@@ -284,6 +284,27 @@ FROM jsonb_array_elements($1::text::jsonb) AS d
         dst_port, proto, action, reporter, records, num_flows, packets_in, packets_out, bytes_in, bytes_out
     )
     SELECT src_namespace, to_timestamp(start_s - start_s % 300), src_name_aggr, src_type,
+           dst_namespace, dst_name_aggr, dst_type, dst_port, proto, action, reporter,
+           sum(records), sum(num_flows), sum(packets_in), sum(packets_out), sum(bytes_in), sum(bytes_out)
+    FROM groups
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+    ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+    ON CONFLICT (
+        src_namespace, bucket, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type,
+        dst_port, proto, action, reporter
+    ) DO UPDATE SET
+        records = e.records + EXCLUDED.records,
+        num_flows = e.num_flows + EXCLUDED.num_flows,
+        packets_in = e.packets_in + EXCLUDED.packets_in,
+        packets_out = e.packets_out + EXCLUDED.packets_out,
+        bytes_in = e.bytes_in + EXCLUDED.bytes_in,
+        bytes_out = e.bytes_out + EXCLUDED.bytes_out
+), edges_hourly AS (
+    INSERT INTO flow_edges_1h AS e (
+        src_namespace, bucket, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type,
+        dst_port, proto, action, reporter, records, num_flows, packets_in, packets_out, bytes_in, bytes_out
+    )
+    SELECT src_namespace, to_timestamp(start_s - start_s % 3600), src_name_aggr, src_type,
            dst_namespace, dst_name_aggr, dst_type, dst_port, proto, action, reporter,
            sum(records), sum(num_flows), sum(packets_in), sum(packets_out), sum(bytes_in), sum(bytes_out)
     FROM groups
