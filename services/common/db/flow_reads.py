@@ -138,7 +138,9 @@ async def query_flows(
     async with conn.transaction():
         await conn.execute(READ_SETTINGS)
         rows = await conn.fetch(QUERY_FLOWS, *_filter_args(flow_filter), after_time, after_id, first + 1)
-    items = [StoredFlow(row["id"], _flow(row), encode_cursor(row["start_time"], row["id"])) for row in rows[:first]]
+    items = [
+        StoredFlow(row["id"], flow_from_row(row), encode_cursor(row["start_time"], row["id"])) for row in rows[:first]
+    ]
     return FlowPage(items, len(rows) > first, items[-1].cursor if items else None)
 
 
@@ -169,7 +171,8 @@ def _hits(texts: list[str] | None) -> tuple[PolicyHit, ...]:
     return tuple(parse_hit(text) for text in texts or ())
 
 
-def _flow(row: asyncpg.Record, *, with_traces: bool = True) -> Flow:
+def flow_from_row(row: asyncpg.Record, *, with_traces: bool = True) -> Flow:
+    """The flow a stored row (or a grouped evaluation key, which has no host and no traces) describes."""
     return Flow(
         start_time=int(row["start_time"].timestamp()),
         end_time=int(row["end_time"].timestamp()),
@@ -183,7 +186,7 @@ def _flow(row: asyncpg.Record, *, with_traces: bool = True) -> Flow:
         dest_service_name=row["dst_service_name"],
         dest_service_port=row["dst_service_port"],
         dest_service_port_num=row["dst_service_port_num"],
-        host=row["host"],
+        host=row.get("host"),
         bytes_in=int(row["bytes_in"]),
         bytes_out=int(row["bytes_out"]),
         packets_in=int(row["packets_in"]),

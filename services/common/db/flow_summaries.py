@@ -9,8 +9,8 @@ from typing import Final
 
 import asyncpg
 
-from ringfence.flows.record import Flow, FlowAction, Reporter
-from services.common.db.flow_reads import READ_SETTINGS, STAGED_KINDS, endpoint_from_row
+from ringfence.flows.record import Flow
+from services.common.db.flow_reads import READ_SETTINGS, STAGED_KINDS, flow_from_row
 from services.common.db.rollup_windows import rollup_ranges
 
 
@@ -143,30 +143,4 @@ async def flow_keys(
     async with conn.transaction():
         await conn.execute(READ_SETTINGS)
         async for row in conn.cursor(FLOW_KEYS, from_, to, namespace, prefetch=prefetch):
-            yield FlowKey(_key_flow(row), int(row["records"]))
-
-
-def _key_flow(row: asyncpg.Record) -> Flow:
-    return Flow(
-        start_time=int(row["start_time"].timestamp()),
-        end_time=int(row["end_time"].timestamp()),
-        source=endpoint_from_row(row, "src"),
-        dest=endpoint_from_row(row, "dst"),
-        proto=row["proto"],
-        reporter=Reporter(row["reporter"]),
-        action=FlowAction(row["action"]),
-        dest_domains=tuple(row["dst_domains"] or ()),
-        dest_service_namespace=row["dst_service_namespace"],
-        dest_service_name=row["dst_service_name"],
-        dest_service_port=row["dst_service_port"],
-        dest_service_port_num=row["dst_service_port_num"],
-        bytes_in=int(row["bytes_in"]),
-        bytes_out=int(row["bytes_out"]),
-        packets_in=int(row["packets_in"]),
-        packets_out=int(row["packets_out"]),
-        num_flows=int(row["num_flows"]),
-        num_flows_started=int(row["num_flows_started"]),
-        num_flows_completed=int(row["num_flows_completed"]),
-        http_requests_allowed_in=int(row["http_requests_allowed_in"]),
-        http_requests_denied_in=int(row["http_requests_denied_in"]),
-    )
+            yield FlowKey(flow_from_row(row, with_traces=False), int(row["records"]))
