@@ -20,14 +20,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import asyncpg
 from redis.asyncio import Redis
@@ -35,12 +33,13 @@ from redis.asyncio import Redis
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.flowgen import generate
+from bench.ingest import create_database, drop_database
 from ringfence.demo import network_set_manifest, tiers_manifest, twilio_integration_manifest
 from ringfence.manifests import load_manifests, resource_to_dict
 from ringfence.model import resource_key
-from services.common.db import create_pool, jobs, migrate
+from services.common.db import create_pool, jobs
 from services.common.db import resources as resource_store
-from services.common.db.flow_reads import CUSTOM_PLANS
+from services.common.db.flow_reads import READ_SETTINGS
 from services.common.db.flow_summaries import FLOW_KEYS
 from services.common.pubsub import JobEvents, backlog_key
 from services.worker.jobrun import JobRun
@@ -149,34 +148,6 @@ spec:
 """
 
 
-def database_url_for(server_url: str, database: str) -> str:
-    return urlsplit(server_url)._replace(path=f"/{database}").geturl()
-
-
-async def create_database(server_url: str) -> tuple[str, str]:
-    name = f"ringfence_bench_{secrets.token_hex(4)}"
-    connection = await asyncpg.connect(server_url)
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    url = database_url_for(server_url, name)
-    connection = await asyncpg.connect(url)
-    try:
-        await migrate(connection)
-    finally:
-        await connection.close()
-    return name, url
-
-
-async def drop_database(server_url: str, name: str) -> None:
-    connection = await asyncpg.connect(server_url)
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 def ingest(records: int, database_url: str) -> float:
     """Generate and store ``records`` flow-log lines; return the seconds ingestion took."""
     with tempfile.TemporaryDirectory(prefix="ringfence-bench-") as folder:
@@ -215,7 +186,7 @@ async def time_grouping(pool: asyncpg.Pool) -> tuple[float, int]:
     async with pool.acquire() as conn:
         for attempt in range(4):
             async with conn.transaction():
-                await conn.execute(CUSTOM_PLANS)
+                await conn.execute(READ_SETTINGS)  # the settings flow_keys itself runs with
                 started = time.perf_counter()
                 keys = await conn.fetchval(query, None, None, None)
                 elapsed = time.perf_counter() - started
