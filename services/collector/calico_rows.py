@@ -18,7 +18,15 @@ from typing import Any, Final
 
 from ringfence.flows.formats.errors import FlowRecordError
 from ringfence.flows.record import Endpoint, Flow
-from services.collector.rows import COUNTER_BITS, PLAIN, EncodedBatch, EndpointPart, LabelSet, RowEncoder
+from services.collector.rows import (
+    COUNTER_BITS,
+    COUNTER_FIELDS,
+    PLAIN,
+    EncodedBatch,
+    EndpointPart,
+    LabelSet,
+    RowEncoder,
+)
 from services.common.db.flows import TraceSet
 
 _CACHE_LIMIT: Final = 65_536
@@ -29,18 +37,7 @@ _SOURCE_FIELDS: Final = tuple(
 _DEST_FIELDS: Final = tuple(
     f"dest_{name}" for name in ("type", "name_aggr", "namespace", "name", "labels", "ip", "port")
 )
-# Counters in staging-row order, and what an absent (or null) counter stands for.
-_COUNTER_NAMES: Final = (
-    "num_flows",
-    "num_flows_started",
-    "num_flows_completed",
-    "packets_in",
-    "packets_out",
-    "bytes_in",
-    "bytes_out",
-    "http_requests_allowed_in",
-    "http_requests_denied_in",
-)
+# What an absent (or null) counter stands for, in the row order of rows.COUNTER_FIELDS.
 _COUNTER_DEFAULTS: Final = (1, 0, 0, 0, 0, 0, 0, 0, 0)
 _INT: Final = frozenset({int})
 
@@ -182,7 +179,7 @@ class CalicoRowReader:
         fields = None if fields_key is None else self._fields.get(fields_key)
         if fields is None:
             return False
-        counts: tuple[Any, ...] = tuple(map(get, _COUNTER_NAMES))
+        counts: tuple[Any, ...] = tuple(map(get, COUNTER_FIELDS))
         if not _INT.issuperset(map(type, counts)):
             if None not in counts:
                 return False

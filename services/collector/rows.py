@@ -204,7 +204,7 @@ class RowEncoder:
 PLAIN: Final[dict[str, str]] = {member: member.value for member in (*Reporter, *FlowAction)}
 """Enum members as plain strings, as rows carry them (cheaper to pickle and to encode)."""
 
-_COUNTER_FIELDS: Final = (
+COUNTER_FIELDS: Final = (  # in row order
     "num_flows",
     "num_flows_started",
     "num_flows_completed",
@@ -218,7 +218,7 @@ _COUNTER_FIELDS: Final = (
 
 
 def _counter_error(counters: tuple[int, ...]) -> RowError:
-    for field, value in zip(_COUNTER_FIELDS, counters, strict=True):
+    for field, value in zip(COUNTER_FIELDS, counters, strict=True):
         if value >> COUNTER_BITS:
             return RowError(field, f"count {value} is absurd (at least 2**{COUNTER_BITS})")
     return RowError("", "absurd counter")  # unreachable: some counter was over the bound
