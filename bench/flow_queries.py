@@ -26,7 +26,7 @@ from bench.flowgen import WINDOW, generate
 from bench.ingest import DEFAULT_SERVER, create_database, drop_database
 from services.collector.parse import ParsedChunk, TimeWindow, parse_lines
 from services.collector.store import FlowWriter, WriteBatch
-from services.common.db import create_pool, flows
+from services.common.db import create_pool, flows, rollup_hours
 from services.common.db.flows import FlowFilter
 
 BATCH = 20_000
@@ -64,6 +64,11 @@ async def load(url: str, rows: int, end: int) -> float:
             stored += len(batch_rows)
             print(f"\r  loaded {stored:,} rows ({shift // 3600} h of history)", end="", flush=True)
         async with pool.acquire() as conn:
+            # As a running collector leaves it: every hour rebuilt but the newest, still pending (the
+            # queries read that one from the 5-minute rollups).
+            await rollup_hours.compact(conn)
+            async with conn.transaction():
+                await rollup_hours.mark_hours(conn, [(end - 1) // 3600])
             await conn.execute("VACUUM ANALYZE")
     finally:
         await pool.close()

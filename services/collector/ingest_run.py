@@ -18,7 +18,7 @@ from services.collector.lines import RawBatch, file_reader, read_batches
 from services.collector.parse import MAX_ERRORS
 from services.collector.pipeline import IngestTotals, ParseMode, Parser, Pipeline, tune_gc
 from services.collector.store import FlowWriter, WriteResult
-from services.common.db import create_pool
+from services.common.db import create_pool, rollup_hours
 from services.common.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,10 @@ async def ingest_direct(
                         keyed=True,
                     )
                     _merge(totals, await pipeline.run(batches, bar.advance))
+        # The hours just written are final as far as this run knows: build their hourly rollups now
+        # rather than leave it to a collector's next round (hours another writer holds are left to it).
+        async with pool.acquire() as conn:
+            await rollup_hours.compact(conn)
     finally:
         await pool.close()
     return totals

@@ -1,4 +1,4 @@
-"""Partitions ahead of the data and retention behind it, run by the collector on a timer."""
+"""Partitions ahead of the data, retention behind it and the hourly rollups, run by the collector on timers."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from services.collector.store import TRANSIENT_ERRORS
-from services.common.db import flows, ingest, rejects
+from services.common.db import flows, ingest, rejects, rollup_hours
 
 logger = logging.getLogger(__name__)
 
@@ -65,3 +65,31 @@ async def maintain_forever(
             delay = min(interval, 60.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), delay)
+
+
+COMPACT_INTERVAL = 30.0
+"""Seconds between two rounds of hourly-rollup compaction."""
+
+COMPACT_SETTLE = timedelta(seconds=60)
+"""How long an hour stays pending after a batch first marks it: batches of one flush arrive together."""
+
+
+async def compact_forever(
+    pool: asyncpg.Pool,
+    *,
+    clock: Callable[[], datetime],
+    stop: asyncio.Event,
+    interval: float = COMPACT_INTERVAL,
+    settle: timedelta = COMPACT_SETTLE,
+) -> None:
+    """Every ``interval`` seconds, rebuild the hourly rollups of the hours marked ``settle`` ago or earlier."""
+    while not stop.is_set():
+        try:
+            async with pool.acquire() as conn:
+                report = await rollup_hours.compact(conn, marked_before=clock() - settle)
+            if report.compacted or report.busy:
+                logger.debug("hourly rollups: %d hours rebuilt, %d left busy", report.compacted, report.busy)
+        except TRANSIENT_ERRORS as error:
+            logger.warning("hourly rollup compaction failed (%s); retrying", error)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

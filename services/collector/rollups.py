@@ -1,22 +1,24 @@
 """Staging rows -> the batch's rows grouped by everything the rollups and the inventory read.
 
-A batch of thousands of records collapses to far fewer groups (records of one window that differ only
-by node, counters or names the rollups do not keep). The collector sums them here, in one pass with
-C-level key building, and sends only the groups; PostgreSQL derives the flow-edge, policy-hit and
-inventory upserts from them (:func:`services.common.db.flows.add_rollups`,
-:func:`services.common.db.inventory.record_seen`), so its share of a batch is little more than the
-COPY of the rows themselves.
+A batch of thousands of records collapses to fewer groups (records of one window that differ only by
+node, counters or names the rollups do not keep). The collector sums them here, in one pass with
+C-level key building, then derives the batch's partial sums for the 5-minute rollups from the groups
+(:func:`rollup_deltas`: flow edges per bucket, policy hits per bucket through each trace's hits),
+which the store appends with COPY (:func:`services.common.db.flows.add_rollups`), and the endpoints
+the inventory upserts (:func:`sightings`). PostgreSQL's share of a batch is then two COPYs more than
+the rows themselves, no upsert per rollup row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Final
 
-import orjson
-
-from services.common.db.flows import GROUP_COLUMNS, STAGE_COLUMNS, StageRow
+from services.common.db.flows import GROUP_COLUMNS, ROLLUP_BUCKET_SECONDS, STAGE_COLUMNS, StageRow, TraceSet
 
 _C: Final = {name: index for index, name in enumerate(STAGE_COLUMNS)}
 _KEY_COLUMNS: Final = GROUP_COLUMNS[: GROUP_COLUMNS.index("end_s")]
@@ -73,10 +75,79 @@ def sightings(groups: Sequence[Sequence[Any]]) -> list[tuple[str, str, str, int,
     return [(*key, first, last, label_set) for key, (first, last, label_set, _) in seen.items()]
 
 
-def groups_json(groups: Sequence[Sequence[Any]]) -> str:
-    """Groups as the JSON array of arrays the upserts read; sums past 64 bits as decimal text."""
-    try:
-        return orjson.dumps(groups).decode()
-    except TypeError:  # orjson refuses integers past 64 bits; SQL casts text to numeric alike
-        wide = [[str(value) if type(value) is int and value >= 2**63 else value for value in row] for row in groups]
-        return orjson.dumps(wide).decode()
+_EDGE_KEY: Final = itemgetter(*range(1, GROUP_COLUMNS.index("trace_set")))
+"""The edge of a group: its columns from src_namespace to reporter, in the rollup's column order."""
+
+
+@dataclass(frozen=True, slots=True)
+class RollupDeltas:
+    """A batch's partial sums: rows for ``flow_edges_5m`` and ``policy_hits_5m``, and the UTC hours they touch."""
+
+    edges: list[tuple[Any, ...]]
+    hits: list[tuple[Any, ...]]
+    hours: set[int]
+
+
+@lru_cache(maxsize=4096)
+def bucket_time(seconds: int) -> datetime:
+    """A bucket's start as the aware datetime COPY takes (a batch's rows share few buckets)."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def rollup_deltas(groups: Sequence[Sequence[Any]], traces: Mapping[int, TraceSet]) -> RollupDeltas:
+    """The 5-minute rollup rows of ``groups`` (:func:`group_rows`); ``traces`` holds every trace they name.
+
+    Edges are summed per bucket and edge; policy hits per bucket and trace first (a batch holds few
+    traces), then spread over each trace's hits, each hit counting the trace's records once.
+    """
+    edges: dict[tuple[Any, ...], list[int]] = {}
+    per_trace: dict[tuple[int, int], list[int]] = {}
+    edge_key, width = _EDGE_KEY, ROLLUP_BUCKET_SECONDS
+    for group in groups:
+        start = group[0]
+        bucket = start - start % width
+        records, num_flows, packets_in, packets_out, bytes_in, bytes_out = (
+            group[20],
+            group[15],
+            group[16],
+            group[17],
+            group[18],
+            group[19],
+        )
+        key = (bucket, *edge_key(group))
+        sums = edges.get(key)
+        if sums is None:
+            edges[key] = [records, num_flows, packets_in, packets_out, bytes_in, bytes_out]
+        else:
+            sums[0] += records
+            sums[1] += num_flows
+            sums[2] += packets_in
+            sums[3] += packets_out
+            sums[4] += bytes_in
+            sums[5] += bytes_out
+        trace = group[11]
+        if trace is not None:
+            traced = per_trace.get((bucket, trace))
+            if traced is None:
+                per_trace[bucket, trace] = [records, num_flows, packets_in + packets_out, bytes_in + bytes_out]
+            else:
+                traced[0] += records
+                traced[1] += num_flows
+                traced[2] += packets_in + packets_out
+                traced[3] += bytes_in + bytes_out
+    hits: dict[tuple[Any, ...], list[int]] = {}
+    for (bucket, trace), sums in per_trace.items():
+        for pending, _, tier, kind, namespace, name, action, rule_index in traces[trace].hits:
+            key = (bucket, pending, tier, kind, namespace, name, rule_index, action)
+            known = hits.get(key)
+            if known is None:
+                hits[key] = list(sums)
+            else:
+                for index, value in enumerate(sums):
+                    known[index] += value
+    when = bucket_time
+    return RollupDeltas(
+        [(when(key[0]), *key[1:], *sums) for key, sums in edges.items()],
+        [(when(key[0]), *key[1:], *sums) for key, sums in hits.items()],
+        {key[0] // 3600 for key in edges},
+    )

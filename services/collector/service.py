@@ -13,7 +13,7 @@ from pathlib import Path
 import uvicorn
 
 from services.collector.http import IngestEndpoint, create_app, token_authorizer
-from services.collector.maintenance import maintain_forever
+from services.collector.maintenance import compact_forever, maintain_forever
 from services.collector.pipeline import ParseMode, Parser, Pipeline, tune_gc
 from services.collector.store import FlowWriter
 from services.collector.tail import FlowTail
@@ -96,6 +96,7 @@ async def run_collector(options: CollectorOptions, stop: asyncio.Event, *, clock
                     maintain_forever(pool, clock=clock, retention_days=settings.retention_days, stop=stop)
                 )
             )
+            tasks.append(asyncio.create_task(compact_forever(pool, clock=clock, stop=stop)))
             if server is not None:
                 tasks.append(asyncio.create_task(server.serve()))
             stopper = asyncio.create_task(stop.wait())

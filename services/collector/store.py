@@ -1,10 +1,10 @@
 """One parsed batch -> PostgreSQL in one transaction, retried until the database takes it.
 
 Everything a batch changes is written in a single transaction: the idempotency record, the tailer's
-offset, interned values, the rows (binary COPY straight into ``flows``), the rollups and the inventory
-(from the batch's rows grouped and summed in Python) and the rejects. A failure leaves nothing behind,
-and a retry of a batch that did commit (the answer was lost with the connection) finds its idempotency
-record and stores nothing twice.
+offset, interned values, the rows (binary COPY straight into ``flows``), the partial sums for the
+rollups (COPY) and the inventory (from the batch's rows grouped and summed in Python) and the rejects.
+A failure leaves nothing behind, and a retry of a batch that did commit (the answer was lost with the
+connection) finds its idempotency record and stores nothing twice.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -21,9 +21,9 @@ from typing import Any, Final
 import asyncpg
 
 from services.collector.parse import MAX_ERRORS, ParsedChunk
-from services.collector.rollups import group_rows, groups_json, sightings
+from services.collector.rollups import group_rows, rollup_deltas, sightings
 from services.common.db import flows, ingest, inventory, rejects
-from services.common.db.flows import StageRow
+from services.common.db.flows import StageRow, TraceSet
 from services.common.db.ingest import BatchOutcome, FileOffset
 from services.common.db.rejects import Reject
 
@@ -189,7 +189,7 @@ class FlowWriter:
             if careful:
                 refused = await self._store_isolating(conn, batch, list(range(len(chunk.encoded.rows))))
             elif chunk.encoded.rows:
-                await _store_rows(conn, chunk.encoded.rows, chunk.groups())
+                await _store_rows(conn, chunk.encoded.rows, chunk.groups(), chunk.encoded.trace_sets)
             await rejects.insert_rejects(conn, [*chunk.rejects, *refused], now)
             if refused:
                 outcome = _with_refused(outcome, refused)
@@ -206,7 +206,7 @@ class FlowWriter:
         staged: list[StageRow] = [batch.chunk.encoded.rows[index] for index in rows]
         try:
             async with conn.transaction():  # a savepoint: a failure undoes only this part
-                await _store_rows(conn, staged, group_rows(staged))
+                await _store_rows(conn, staged, group_rows(staged), batch.chunk.encoded.trace_sets)
         except ROW_ERRORS as error:
             if len(rows) == 1:
                 line_index = batch.chunk.row_lines[rows[0]]
@@ -227,10 +227,13 @@ class FlowWriter:
         return []
 
 
-async def _store_rows(conn: asyncpg.Connection, rows: Sequence[StageRow], groups: list[list[Any]]) -> None:
+async def _store_rows(
+    conn: asyncpg.Connection, rows: Sequence[StageRow], groups: list[list[Any]], traces: Mapping[int, TraceSet]
+) -> None:
     """COPY ``rows`` into ``flows`` and add their ``groups`` to the rollups and the inventory."""
+    deltas = rollup_deltas(groups, traces)
     await flows.copy_rows(conn, rows)
-    await flows.add_rollups(conn, groups_json(groups))
+    await flows.add_rollups(conn, deltas.edges, deltas.hits, deltas.hours)
     await inventory.record_seen(conn, sightings(groups))
 
 

@@ -16,6 +16,7 @@ from flowdb import SAMPLE_TIME, raw_batch, sample_lines
 from services.collector.lines import RawBatch
 from services.collector.pipeline import CONCURRENT_WRITES, Parser, Pipeline
 from services.collector.store import FlowWriter, WriteBatch, WriteResult
+from services.common.db import rollup_hours
 from services.common.db.ingest import FileOffset
 
 flow_db_url = flowdb.flow_db_url
@@ -92,6 +93,9 @@ async def test_keyed_batches_overlap_and_are_reported_in_order(
     assert reported == [raw.source for raw in raws]
     assert not any(result.duplicate for result in results)
     assert await flow_pool.fetchval("SELECT count(*) FROM flows") == 5 * BATCHES
+    assert await flow_pool.fetchval("SELECT sum(records) FROM flow_edges_5m") == 5 * BATCHES
+    async with flow_pool.acquire() as conn:
+        await rollup_hours.compact(conn)
     assert await flow_pool.fetchval("SELECT sum(records) FROM flow_edges_1h") == 5 * BATCHES
     # A second run of the same batches finds every one stored and adds nothing.
     _, reported_again, results_again = await run(flow_pool, raws)

@@ -21,7 +21,7 @@ from ringfence.flows.record import Endpoint, EndpointType, Flow, FlowAction, Rep
 from services.collector.parse import TimeWindow
 from services.collector.rows import RowEncoder
 from services.collector.store import FlowWriter
-from services.common.db import flows, inventory, rejects
+from services.common.db import flows, inventory, rejects, rollup_hours
 from services.common.db.flows import FlowFilter, InternCollisionError
 
 SAMPLES = ("calico-flows.log", "goldmane.jsonl", "hubble.jsonl")
@@ -190,6 +190,42 @@ def _flow_with_ip(ip: str) -> Flow:
     return Flow(1718236800, 1718237100, source, dest, "tcp", Reporter.SOURCE, FlowAction.ALLOW)
 
 
+EDGE_ROLLUP = """
+SELECT bucket, src_namespace, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type, dst_port, proto,
+       action, reporter, sum(records), sum(num_flows), sum(packets_in), sum(packets_out), sum(bytes_in),
+       sum(bytes_out), count(*) AS parts
+FROM {table} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+"""
+DIRECT_EDGES = """
+SELECT date_bin({width}, start_time, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket, src_namespace,
+       src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type, dst_port, proto, action, reporter,
+       count(*), sum(num_flows), sum(packets_in), sum(packets_out), sum(bytes_in), sum(bytes_out)
+FROM flows GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
+"""
+HIT_ROLLUP = """
+SELECT bucket, pending, tier, kind, namespace, name, rule_index, action, sum(records), sum(num_flows),
+       sum(packets), sum(bytes), count(*) AS parts
+FROM {table} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+"""
+DIRECT_HITS = """
+SELECT date_bin({width}, f.start_time, TIMESTAMPTZ '1970-01-01 00:00:00+00'), h.pending, h.tier, h.kind,
+       h.namespace, h.name, h.rule_index, h.action, count(*), sum(f.num_flows),
+       sum(f.packets_in + f.packets_out), sum(f.bytes_in + f.bytes_out)
+FROM flows AS f JOIN trace_hits AS h ON h.trace_set = f.trace_set
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
+"""
+
+
+async def _rollup(db: asyncpg.Connection, query: str, table: str) -> tuple[list[tuple[Any, ...]], int]:
+    """The rollup's rows summed per key and bucket (what readers see), and the most partial rows of one key."""
+    rows = await db.fetch(query.format(table=table))
+    return [tuple(row)[:-1] for row in rows], max((row["parts"] for row in rows), default=0)
+
+
+async def _direct(db: asyncpg.Connection, query: str, width: str) -> list[tuple[Any, ...]]:
+    return [tuple(row) for row in await db.fetch(query.format(width=width))]
+
+
 async def test_rollups_agree_with_a_direct_aggregate_of_the_raw_table(
     db: asyncpg.Connection, db_pool: asyncpg.Pool
 ) -> None:
@@ -205,82 +241,48 @@ async def test_rollups_agree_with_a_direct_aggregate_of_the_raw_table(
     )
     for part in range(3):
         await store.write_on(db, write_batch(raw_batch(lines[part::3])))
-    edges = await db.fetch(
-        """
-        SELECT bucket, src_namespace, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type, dst_port,
-               proto, action, reporter, records, num_flows, packets_in, packets_out, bytes_in, bytes_out
-        FROM flow_edges_5m ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-        """
-    )
-    direct_edges = await db.fetch(
-        """
-        SELECT date_bin('5 minutes', start_time, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket, src_namespace,
-               src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type, dst_port, proto, action, reporter,
-               count(*), sum(num_flows), sum(packets_in), sum(packets_out), sum(bytes_in), sum(bytes_out)
-        FROM flows GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-        """
-    )
+    direct_edges = await _direct(db, DIRECT_EDGES, "'5 minutes'")
+    direct_hits = await _direct(db, DIRECT_HITS, "'5 minutes'")
+    # Each batch appended its partial sums: summed, they are the direct aggregate.
+    edges, edge_parts = await _rollup(db, EDGE_ROLLUP, "flow_edges_5m")
+    hits, hit_parts = await _rollup(db, HIT_ROLLUP, "policy_hits_5m")
     assert len(edges) > 20
-    assert [tuple(row) for row in edges] == [tuple(row) for row in direct_edges]
-    edges_hourly = await db.fetch(
-        """
-        SELECT bucket, src_namespace, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type, dst_port,
-               proto, action, reporter, records, num_flows, packets_in, packets_out, bytes_in, bytes_out
-        FROM flow_edges_1h ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-        """
-    )
-    direct_edges_hourly = await db.fetch(
-        """
-        SELECT date_bin('1 hour', start_time, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS bucket, src_namespace,
-               src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type, dst_port, proto, action, reporter,
-               count(*), sum(num_flows), sum(packets_in), sum(packets_out), sum(bytes_in), sum(bytes_out)
-        FROM flows GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-        """
-    )
-    assert len(edges_hourly) < len(edges)  # hours do merge buckets
-    assert [tuple(row) for row in edges_hourly] == [tuple(row) for row in direct_edges_hourly]
-    hits = await db.fetch(
-        """
-        SELECT bucket, pending, tier, kind, namespace, name, rule_index, action, records, num_flows, packets, bytes
-        FROM policy_hits_5m ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
-        """
-    )
-    direct_hits = await db.fetch(
-        """
-        SELECT date_bin('5 minutes', f.start_time, TIMESTAMPTZ '1970-01-01 00:00:00+00'), h.pending, h.tier, h.kind,
-               h.namespace, h.name, h.rule_index, h.action, count(*), sum(f.num_flows),
-               sum(f.packets_in + f.packets_out), sum(f.bytes_in + f.bytes_out)
-        FROM flows AS f JOIN trace_hits AS h ON h.trace_set = f.trace_set
-        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
-        """
-    )
     assert len(hits) > 10
-    assert [tuple(row) for row in hits] == [tuple(row) for row in direct_hits]
-    hourly = await db.fetch(
-        """
-        SELECT bucket, pending, tier, kind, namespace, name, rule_index, action, records, num_flows, packets, bytes
-        FROM policy_hits_1h ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
-        """
-    )
-    direct_hourly = await db.fetch(
-        """
-        SELECT date_trunc('hour', f.start_time), h.pending, h.tier, h.kind, h.namespace, h.name, h.rule_index,
-               h.action, count(*), sum(f.num_flows), sum(f.packets_in + f.packets_out), sum(f.bytes_in + f.bytes_out)
-        FROM flows AS f JOIN trace_hits AS h ON h.trace_set = f.trace_set
-        GROUP BY 1, 2, 3, 4, 5, 6, 7, 8 ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
-        """
-    )
-    assert [tuple(row) for row in hourly] == [tuple(row) for row in direct_hourly]
+    assert edges == direct_edges
+    assert hits == direct_hits
+    assert edge_parts > 1  # batches share keys and buckets
+    assert hit_parts > 1
+    # The hours they touched wait for compaction, which merges the partial rows and builds the hours.
+    pending = {row["hour"] for row in await db.fetch("SELECT hour FROM rollup_hours_pending")}
+    assert pending == {datetime.fromtimestamp(1718236800 + day, UTC) for day in (0, 86400)}
+    assert await db.fetchval("SELECT count(*) FROM flow_edges_1h") == 0
+    report = await rollup_hours.compact(db)
+    assert (report.compacted, report.busy) == (2, 0)
+    assert await db.fetchval("SELECT count(*) FROM rollup_hours_pending") == 0
+    assert await _rollup(db, EDGE_ROLLUP, "flow_edges_5m") == (direct_edges, 1)
+    assert await _rollup(db, HIT_ROLLUP, "policy_hits_5m") == (direct_hits, 1)
+    edges_hourly, _ = await _rollup(db, EDGE_ROLLUP, "flow_edges_1h")
+    assert len(edges_hourly) < len(edges)  # hours do merge buckets
+    assert edges_hourly == await _direct(db, DIRECT_EDGES, "'1 hour'")
+    hourly, _ = await _rollup(db, HIT_ROLLUP, "policy_hits_1h")
+    assert hourly == await _direct(db, DIRECT_HITS, "'1 hour'")
     # And against the records themselves, not only SQL against SQL: every hit of every trace counted once.
     expected: Counter[tuple[Any, ...]] = Counter()
     for flow in await all_flows(db):
-        for pending, trace in ((False, flow.enforced_policies), (True, flow.pending_policies)):
+        for pending_trace, trace in ((False, flow.enforced_policies), (True, flow.pending_policies)):
             for hit in trace:
-                expected[(flow.start_time - flow.start_time % 300, pending, hit.tier, hit.action)] += flow.num_flows
+                expected[(flow.start_time - flow.start_time % 300, pending_trace, hit.tier, hit.action)] += (
+                    flow.num_flows
+                )
     got: Counter[tuple[Any, ...]] = Counter()
     for row in hits:
-        got[(int(row["bucket"].timestamp()), row["pending"], row["tier"], row["action"])] += int(row["num_flows"])
+        got[(int(row[0].timestamp()), row[1], row[2], row[7])] += int(row[9])
     assert got == expected
+    # A batch for a compacted hour marks it again; a second compaction folds it in.
+    await store.write_on(db, write_batch(raw_batch(lines[:1])))
+    assert await db.fetchval("SELECT count(*) FROM rollup_hours_pending") == 1
+    await rollup_hours.compact(db)
+    assert (await _rollup(db, EDGE_ROLLUP, "flow_edges_1h"))[0] == await _direct(db, DIRECT_EDGES, "'1 hour'")
 
 
 async def test_retention_drops_whole_daily_partitions(db: asyncpg.Connection, db_pool: asyncpg.Pool) -> None:
@@ -289,6 +291,8 @@ async def test_retention_drops_whole_daily_partitions(db: asyncpg.Connection, db
     lines = json_lines(calico(start_time=base + offset, end_time=base + offset + 300) for offset in (0, day, 2 * day))
     await writer(db_pool).write_on(db, write_batch(raw_batch(lines)))
     now = datetime.fromtimestamp(base + 2 * day + 3600, UTC)  # 2024-06-15 01:00
+    await rollup_hours.compact(db)
+    await writer(db_pool).write_on(db, write_batch(raw_batch(lines[:1])))  # the first day's hour pending again
     dropped = await flows.drop_expired_partitions(db, now, retention_days=1)
     assert sorted(dropped) == [
         "flow_edges_1h_p20240613",
@@ -299,6 +303,7 @@ async def test_retention_drops_whole_daily_partitions(db: asyncpg.Connection, db
     ]
     remaining = sorted(flow.start_time for flow in await all_flows(db))
     assert remaining == [base + day, base + 2 * day]
+    assert await db.fetchval("SELECT count(*) FROM rollup_hours_pending") == 0  # its mark went with it
     first_kept_day = datetime.fromtimestamp(base + day, UTC)
     assert await db.fetchval("SELECT count(*) FROM flow_edges_5m WHERE bucket < $1", first_kept_day) == 0
     assert await db.fetchval("SELECT count(*) FROM flow_edges_5m") == 2
@@ -340,3 +345,57 @@ async def test_counters_sum_exactly_in_rollups_beyond_32_bits(db: asyncpg.Connec
     lines = json_lines([calico(bytes_in=big), calico(bytes_in=big, reporter="dst")])
     await writer(db_pool).write_on(db, write_batch(raw_batch(lines)))
     assert await db.fetchval("SELECT sum(bytes_in) FROM flow_edges_5m") == Decimal(2 * big)
+
+
+async def test_graph_and_board_answer_the_same_before_and_after_compaction(
+    db: asyncpg.Connection, db_pool: asyncpg.Pool
+) -> None:
+    store = writer(db_pool)
+    base = 1718236800  # 2024-06-13 00:00 UTC
+    lines = json_lines(
+        calico(start_time=start, end_time=start + 300, num_flows=index % 5 + 1, host=f"node-{index % 3}")
+        for index, start in enumerate(base + 300 * (step % 30) for step in range(90))
+    )
+    for part in range(3):
+        await store.write_on(db, write_batch(raw_batch(lines[part::3])))
+    window = FlowFilter(from_=datetime.fromtimestamp(base, UTC), to=datetime.fromtimestamp(base + 86400, UTC))
+
+    async def answers() -> tuple[Any, Any]:
+        graph = await flows.flow_graph(db, window)
+        board = await flows.policy_board_counts(db, window.from_, window.to)
+        return sorted(map(repr, graph.edges)), board
+
+    before = await answers()
+    assert await db.fetchval("SELECT count(*) FROM rollup_hours_pending") == 3  # 2.5 hours of windows
+    assert (await rollup_hours.compact(db)).compacted == 3
+    assert await answers() == before
+    (edge,) = (await flows.flow_graph(db, window)).edges
+    assert edge.num_flows == sum(index % 5 + 1 for index in range(90))
+    counted = {(count.tier, count.action): count.flows for count in before[1]}
+    assert counted[("default", "allow")] == edge.num_flows  # every record passes default.fe once
+
+
+async def test_compaction_leaves_an_hour_a_batch_is_still_writing(db_pool: asyncpg.Pool) -> None:
+    hour = 1718236800 // 3600
+    async with db_pool.acquire() as writing, db_pool.acquire() as compacting:
+        transaction = writing.transaction()
+        await transaction.start()
+        try:
+            await rollup_hours.mark_hours(writing, [hour])  # what a batch does first; held until it commits
+            await writing.execute(
+                "INSERT INTO rollup_hours_pending (hour, marked_at) VALUES (to_timestamp($1::bigint * 3600), now())",
+                hour + 1,
+            )
+        finally:
+            await transaction.commit()
+        # Committed: both hours pending and free; now hold the first one again in an open transaction.
+        transaction = writing.transaction()
+        await transaction.start()
+        await rollup_hours.mark_hours(writing, [hour])
+        report = await rollup_hours.compact(compacting)
+        assert (report.compacted, report.busy) == (1, 1)
+        pending = await compacting.fetch("SELECT hour FROM rollup_hours_pending")
+        assert [row["hour"] for row in pending] == [datetime.fromtimestamp(hour * 3600, UTC)]
+        await transaction.commit()
+        assert (await rollup_hours.compact(compacting)).compacted == 1
+        assert await compacting.fetchval("SELECT count(*) FROM rollup_hours_pending") == 0

@@ -48,17 +48,23 @@ async def graph_plan(db: asyncpg.Connection, from_: datetime | None, to: datetim
 @pytest.mark.parametrize(
     ("from_", "to", "relations"),
     [
-        # Whole hours from the hourly rollup; a window that starts on an hour also looks at the 5-minute
-        # buckets that could overlap it from before (there are none between two hours: an empty range).
+        # Whole hours from the hourly rollup, or from the 5-minute one for the hours still pending (the
+        # days of the whole hours, in both rollups); a window that starts on an hour also looks at the
+        # 5-minute buckets that could overlap it from before (none between two hours: an empty range).
         (
             datetime(2024, 6, 5, tzinfo=UTC),
             datetime(2024, 6, 6, tzinfo=UTC),
-            {"flow_edges_1h_p20240605", "flow_edges_5m_p20240604"},
+            {"flow_edges_1h_p20240605", "flow_edges_5m_p20240604", "flow_edges_5m_p20240605"},
         ),
         (
             datetime(2024, 6, 5, 12, tzinfo=UTC),
             datetime(2024, 6, 6, 12, tzinfo=UTC),
-            {"flow_edges_1h_p20240605", "flow_edges_1h_p20240606", "flow_edges_5m_p20240605"},
+            {
+                "flow_edges_1h_p20240605",
+                "flow_edges_1h_p20240606",
+                "flow_edges_5m_p20240605",
+                "flow_edges_5m_p20240606",
+            },
         ),
         # Ragged ends on both sides: the 5-minute rollup of the first and of the last day.
         (
@@ -73,7 +79,16 @@ async def graph_plan(db: asyncpg.Connection, from_: datetime | None, to: datetim
         ),
         # No whole hour: 5-minute buckets only.
         (datetime(2024, 6, 5, 12, 7, tzinfo=UTC), datetime(2024, 6, 5, 13, tzinfo=UTC), {"flow_edges_5m_p20240605"}),
-        (None, datetime(2024, 6, 3, tzinfo=UTC), {"flow_edges_1h_p20240601", "flow_edges_1h_p20240602"}),
+        (
+            None,
+            datetime(2024, 6, 3, tzinfo=UTC),
+            {
+                "flow_edges_1h_p20240601",
+                "flow_edges_1h_p20240602",
+                "flow_edges_5m_p20240601",
+                "flow_edges_5m_p20240602",
+            },
+        ),
     ],
 )
 async def test_flow_graph_window_is_pruned_when_planned(
@@ -82,7 +97,8 @@ async def test_flow_graph_window_is_pruned_when_planned(
     await flows.ensure_partitions(db, FIRST_DAY, FIRST_DAY + timedelta(days=DAYS - 1))
     planned, runtime_pruning = relations_and_pruning(await graph_plan(db, from_, to))
     assert not runtime_pruning
-    assert planned == relations
+    has_whole_hours = relations != {"flow_edges_5m_p20240605"}
+    assert planned == relations | ({"rollup_hours_pending"} if has_whole_hours else set())
 
 
 def test_widen_start_reaches_back_one_bucket_and_keeps_the_unbounded_cases() -> None:

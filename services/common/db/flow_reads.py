@@ -258,15 +258,26 @@ _EDGE_COLUMNS: Final = """
     SELECT src_type, src_namespace, src_name_aggr, dst_type, dst_namespace, dst_name_aggr, dst_port, proto, action,
            reporter, num_flows, packets_in + packets_out AS packets, bytes_in + bytes_out AS bytes"""
 
-# Whole hours of the window from the hourly rollup, the ragged ends from the 5-minute one, with the
-# ranges of services.common.db.rollup_windows ($1..$7). Built from constants only.
+# Whole hours of the window from the hourly rollup (from the 5-minute one while an hour is pending, see
+# services.common.db.rollup_hours), the ragged ends from the 5-minute one, with the ranges of
+# services.common.db.rollup_windows ($1..$7). Built from constants only.
 FLOW_GRAPH: Final = (
-    "WITH parts AS ("
+    "WITH parts AS ("  # noqa: S608 - constants only
     + _EDGE_COLUMNS
     + """
     FROM flow_edges_1h AS f
     WHERE $1::boolean AND f.bucket >= coalesce($2::timestamptz, '-infinity')
-      AND f.bucket < coalesce($3::timestamptz, 'infinity')"""
+      AND f.bucket < coalesce($3::timestamptz, 'infinity')
+      AND f.bucket NOT IN (SELECT hour FROM rollup_hours_pending)"""
+    + _EDGE_FILTER
+    + "    UNION ALL"
+    + _EDGE_COLUMNS
+    + """
+    FROM rollup_hours_pending AS p
+    JOIN flow_edges_5m AS f ON f.bucket >= p.hour AND f.bucket < p.hour + interval '1 hour'
+    WHERE $1::boolean AND p.hour >= coalesce($2::timestamptz, '-infinity')
+      AND p.hour < coalesce($3::timestamptz, 'infinity')
+      AND f.bucket >= coalesce($2::timestamptz, '-infinity') AND f.bucket < coalesce($3::timestamptz, 'infinity')"""
     + _EDGE_FILTER
     + "    UNION ALL"
     + _EDGE_COLUMNS

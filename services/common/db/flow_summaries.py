@@ -36,7 +36,8 @@ class PolicyHitCount:
     bytes: int
 
 
-# Whole hours of the window from the hourly rollup, the ragged ends from the 5-minute one. The
+# Whole hours of the window from the hourly rollup (from the 5-minute one while an hour is pending, see
+# services.common.db.rollup_hours), the ragged ends from the 5-minute one. The
 # ranges are computed by the caller (services.common.db.rollup_windows), so each part prunes to its own
 # partitions and rows; a NULL bound makes its part empty (a range bound of the hourly part: unbounded).
 POLICY_BOARD: Final = """
@@ -45,6 +46,15 @@ WITH hits AS (
     FROM policy_hits_1h
     WHERE $1::boolean AND bucket >= coalesce($2::timestamptz, '-infinity')
       AND bucket < coalesce($3::timestamptz, 'infinity') AND (NOT pending OR kind = ANY($8::text[]))
+      AND bucket NOT IN (SELECT hour FROM rollup_hours_pending)
+    UNION ALL
+    SELECT h.tier, h.kind, h.namespace, h.name, h.rule_index, h.action, h.records, h.num_flows, h.packets, h.bytes
+    FROM rollup_hours_pending AS p
+    JOIN policy_hits_5m AS h ON h.bucket >= p.hour AND h.bucket < p.hour + interval '1 hour'
+    WHERE $1::boolean AND p.hour >= coalesce($2::timestamptz, '-infinity')
+      AND p.hour < coalesce($3::timestamptz, 'infinity')
+      AND h.bucket >= coalesce($2::timestamptz, '-infinity') AND h.bucket < coalesce($3::timestamptz, 'infinity')
+      AND (NOT h.pending OR h.kind = ANY($8::text[]))
     UNION ALL
     SELECT tier, kind, namespace, name, rule_index, action, records, num_flows, packets, bytes
     FROM policy_hits_5m

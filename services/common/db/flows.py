@@ -1,8 +1,9 @@
 """SQL of the flow store's write path: partitions, interned values, staged batches and rollups.
 
 A batch is written in one transaction by the collector: interned label sets and traces first, then
-the rows COPYed (binary) straight into ``flows``, then the batch's sums, computed by the collector,
-added to the rollups (flow edges and policy hits, each per 5 minutes and per hour). Rows are
+the rows COPYed (binary) straight into ``flows``, then the batch's partial sums, computed by the
+collector, appended to the 5-minute rollups (flow edges and policy hits); the hourly rollups are rebuilt
+from those once an hour settles (:mod:`services.common.db.rollup_hours`). Rows are
 built as staging rows (:data:`STAGE_COLUMNS`, times as unix seconds), the form the collector's
 parsers and the live flow tail share.
 
@@ -20,6 +21,7 @@ from typing import Any, Final, TypeAlias
 import asyncpg
 import orjson
 
+from services.common.db import rollup_hours
 from services.common.db.flow_reads import (
     CursorError,
     FlowFilter,
@@ -129,6 +131,12 @@ class InternCollisionError(RuntimeError):
 
 ENSURE_PARTITIONS: Final = "SELECT ensure_flow_partitions($1::date, $2::date)"
 DROP_PARTITIONS: Final = "SELECT name FROM drop_flow_partitions($1::timestamptz) AS name"
+# Hours whose partitions are dropped have nothing left to compact. Partitions end at midnight: an hour
+# before the cutoff's day is gone with them.
+DROP_PENDING_HOURS: Final = """
+DELETE FROM rollup_hours_pending
+WHERE hour < date_trunc('day', $1::timestamptz AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'
+"""
 
 
 async def ensure_partitions(conn: asyncpg.Connection, first_day: date, last_day: date) -> int:
@@ -140,7 +148,9 @@ async def ensure_partitions(conn: asyncpg.Connection, first_day: date, last_day:
 async def drop_expired_partitions(conn: asyncpg.Connection, now: datetime, retention_days: int) -> list[str]:
     """Drop the daily partitions (flows and rollups) that end ``retention_days`` or more before ``now``."""
     cutoff = now - timedelta(days=retention_days)
-    rows = await conn.fetch(DROP_PARTITIONS, cutoff)
+    async with conn.transaction():
+        rows = await conn.fetch(DROP_PARTITIONS, cutoff)
+        await conn.execute(DROP_PENDING_HOURS, cutoff)
     return [row["name"] for row in rows]
 
 
@@ -240,8 +250,8 @@ async def copy_rows(conn: asyncpg.Connection, rows: Sequence[StageRow]) -> None:
     await conn.copy_records_to_table("flows", records=records, columns=FLOW_COLUMNS)
 
 
-# A batch reaches the rollups as groups: its rows grouped by everything the rollups and the inventory
-# read, summed by the collector, sent as one JSON array of arrays in GROUP_COLUMNS order.
+# The collector first groups a batch's rows by everything the rollups and the inventory read, summed
+# (services.collector.rollups), in GROUP_COLUMNS order.
 GROUP_COLUMNS: Final = (
     "start_s",
     "src_namespace",
@@ -267,104 +277,57 @@ GROUP_COLUMNS: Final = (
 )
 
 
-# One statement, one round trip: each rollup from an aggregate of the groups, keys in index order so
-# concurrent collectors lock rollup rows in the same order.
-ADD_ROLLUPS: Final = """
-WITH groups AS MATERIALIZED (
-SELECT (d->>0)::bigint AS start_s, d->>1 AS src_namespace, d->>2 AS src_name_aggr, d->>3 AS src_type,
-       d->>4 AS dst_namespace, d->>5 AS dst_name_aggr, d->>6 AS dst_type, (d->>7)::integer AS dst_port,
-       d->>8 AS proto, d->>9 AS action, d->>10 AS reporter, (d->>11)::bigint AS trace_set,
-       (d->>12)::bigint AS src_labels, (d->>13)::bigint AS dst_labels, (d->>14)::bigint AS end_s,
-       (d->>15)::numeric AS num_flows, (d->>16)::numeric AS packets_in, (d->>17)::numeric AS packets_out,
-       (d->>18)::numeric AS bytes_in, (d->>19)::numeric AS bytes_out, (d->>20)::bigint AS records
-FROM jsonb_array_elements($1::text::jsonb) AS d
-), edges AS (
-    INSERT INTO flow_edges_5m AS e (
-        src_namespace, bucket, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type,
-        dst_port, proto, action, reporter, records, num_flows, packets_in, packets_out, bytes_in, bytes_out
-    )
-    SELECT src_namespace, to_timestamp(start_s - start_s % 300), src_name_aggr, src_type,
-           dst_namespace, dst_name_aggr, dst_type, dst_port, proto, action, reporter,
-           sum(records), sum(num_flows), sum(packets_in), sum(packets_out), sum(bytes_in), sum(bytes_out)
-    FROM groups
-    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-    ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-    ON CONFLICT (
-        src_namespace, bucket, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type,
-        dst_port, proto, action, reporter
-    ) DO UPDATE SET
-        records = e.records + EXCLUDED.records,
-        num_flows = e.num_flows + EXCLUDED.num_flows,
-        packets_in = e.packets_in + EXCLUDED.packets_in,
-        packets_out = e.packets_out + EXCLUDED.packets_out,
-        bytes_in = e.bytes_in + EXCLUDED.bytes_in,
-        bytes_out = e.bytes_out + EXCLUDED.bytes_out
-), edges_hourly AS (
-    INSERT INTO flow_edges_1h AS e (
-        src_namespace, bucket, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type,
-        dst_port, proto, action, reporter, records, num_flows, packets_in, packets_out, bytes_in, bytes_out
-    )
-    SELECT src_namespace, to_timestamp(start_s - start_s % 3600), src_name_aggr, src_type,
-           dst_namespace, dst_name_aggr, dst_type, dst_port, proto, action, reporter,
-           sum(records), sum(num_flows), sum(packets_in), sum(packets_out), sum(bytes_in), sum(bytes_out)
-    FROM groups
-    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-    ORDER BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11
-    ON CONFLICT (
-        src_namespace, bucket, src_name_aggr, src_type, dst_namespace, dst_name_aggr, dst_type,
-        dst_port, proto, action, reporter
-    ) DO UPDATE SET
-        records = e.records + EXCLUDED.records,
-        num_flows = e.num_flows + EXCLUDED.num_flows,
-        packets_in = e.packets_in + EXCLUDED.packets_in,
-        packets_out = e.packets_out + EXCLUDED.packets_out,
-        bytes_in = e.bytes_in + EXCLUDED.bytes_in,
-        bytes_out = e.bytes_out + EXCLUDED.bytes_out
-), per_trace AS (
-    -- Per trace first: a batch holds few distinct traces, and each has several hits.
-    SELECT start_s - start_s % 300 AS bucket_s, trace_set, sum(records) AS records, sum(num_flows) AS num_flows,
-           sum(packets_in + packets_out) AS packets, sum(bytes_in + bytes_out) AS bytes
-    FROM groups WHERE trace_set IS NOT NULL
-    GROUP BY 1, 2
-), hits AS MATERIALIZED (
-    SELECT t.bucket_s, h.pending, h.tier, h.kind, h.namespace, h.name, h.rule_index, h.action,
-           sum(t.records) AS records, sum(t.num_flows) AS num_flows, sum(t.packets) AS packets,
-           sum(t.bytes) AS bytes
-    FROM per_trace AS t JOIN trace_hits AS h ON h.trace_set = t.trace_set
-    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
-), five_minutes AS (
-    INSERT INTO policy_hits_5m AS p (
-        bucket, pending, tier, kind, namespace, name, rule_index, action, records, num_flows, packets, bytes
-    )
-    SELECT to_timestamp(bucket_s), pending, tier, kind, namespace, name, rule_index, action,
-           records, num_flows, packets, bytes
-    FROM hits
-    ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
-    ON CONFLICT (bucket, pending, tier, kind, namespace, name, rule_index, action) DO UPDATE SET
-        records = p.records + EXCLUDED.records,
-        num_flows = p.num_flows + EXCLUDED.num_flows,
-        packets = p.packets + EXCLUDED.packets,
-        bytes = p.bytes + EXCLUDED.bytes
+# A batch's partial sums for the 5-minute rollups, computed by the collector and appended with COPY
+# (several rows may share a key and bucket: readers sum; compaction merges them).
+EDGE_DELTA_COLUMNS: Final = (
+    "bucket",
+    "src_namespace",
+    "src_name_aggr",
+    "src_type",
+    "dst_namespace",
+    "dst_name_aggr",
+    "dst_type",
+    "dst_port",
+    "proto",
+    "action",
+    "reporter",
+    "records",
+    "num_flows",
+    "packets_in",
+    "packets_out",
+    "bytes_in",
+    "bytes_out",
 )
-INSERT INTO policy_hits_1h AS p (
-    bucket, pending, tier, kind, namespace, name, rule_index, action, records, num_flows, packets, bytes
+HIT_DELTA_COLUMNS: Final = (
+    "bucket",
+    "pending",
+    "tier",
+    "kind",
+    "namespace",
+    "name",
+    "rule_index",
+    "action",
+    "records",
+    "num_flows",
+    "packets",
+    "bytes",
 )
-SELECT to_timestamp(bucket_s - bucket_s % 3600), pending, tier, kind, namespace, name, rule_index, action,
-       sum(records), sum(num_flows), sum(packets), sum(bytes)
-FROM hits
-GROUP BY 1, 2, 3, 4, 5, 6, 7, 8
-ORDER BY 1, 2, 3, 4, 5, 6, 7, 8
-ON CONFLICT (bucket, pending, tier, kind, namespace, name, rule_index, action) DO UPDATE SET
-    records = p.records + EXCLUDED.records,
-    num_flows = p.num_flows + EXCLUDED.num_flows,
-    packets = p.packets + EXCLUDED.packets,
-    bytes = p.bytes + EXCLUDED.bytes
-"""
 
 
-async def add_rollups(conn: asyncpg.Connection, groups: str) -> None:
-    """Add a batch's ``groups`` (JSON, see :data:`GROUP_COLUMNS`) to the rollups, in the batch's transaction.
+async def add_rollups(
+    conn: asyncpg.Connection,
+    edges: Sequence[tuple[Any, ...]],
+    hits: Sequence[tuple[Any, ...]],
+    hours: Iterable[int],
+) -> None:
+    """Append a batch's partial sums to the 5-minute rollups and mark the ``hours`` they touch, in its transaction.
 
-    The traces the groups name must be stored already (earlier in the same transaction).
+    ``edges`` and ``hits`` are rows in :data:`EDGE_DELTA_COLUMNS` and :data:`HIT_DELTA_COLUMNS` order;
+    ``hours`` are unix seconds // 3600. The hours are marked first: their locks are then held until the
+    batch commits, so compaction never rebuilds an hour from part of a batch.
     """
-    await conn.execute(ADD_ROLLUPS, groups)
+    await rollup_hours.mark_hours(conn, hours)
+    if edges:
+        await conn.copy_records_to_table("flow_edges_5m", records=edges, columns=EDGE_DELTA_COLUMNS)
+    if hits:
+        await conn.copy_records_to_table("policy_hits_5m", records=hits, columns=HIT_DELTA_COLUMNS)
