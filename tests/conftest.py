@@ -28,12 +28,18 @@ from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
+from hypothesis import settings
 from redis.asyncio import Redis
 from support.database import rolled_back
 
 from services.common.db import create_pool, migrate
 from services.common.embedded import FAST_UNSAFE_POSTGRES_OPTIONS, EmbeddedPostgres, EmbeddedRedis
 from services.common.settings import Settings
+
+# Property tests check answers, not speed: a per-example deadline on a shared 2-core machine measures the
+# machine (a loaded run failed plan_slices' property on the default 200 ms deadline, not on an answer).
+settings.register_profile("ringfence", deadline=None)
+settings.load_profile("ringfence")
 
 INTEGRATION_FIXTURES = frozenset(
     {
