@@ -71,7 +71,7 @@ COMPACT_INTERVAL = 30.0
 """Seconds between two rounds of hourly-rollup compaction."""
 
 COMPACT_SETTLE = timedelta(seconds=60)
-"""How long an hour stays pending after a batch first marks it: batches of one flush arrive together."""
+"""How long an hour stays pending at least after a batch first marks it: batches of one flush arrive together."""
 
 
 async def compact_forever(

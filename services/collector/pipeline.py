@@ -6,9 +6,9 @@ the queue fills, the parser stops asking for batches and the source stops readin
 pauses; memory stays bounded by ``depth`` batches and the writes in flight).
 
 Keyed batches without a tailer offset (``ringfence ingest``) are written two at a time on two
-connections, so one batch's COPY overlaps the previous batch's rollup upserts: ``bench/ingest.py
---lines 500000`` went from 33,200 to 36,600-38,300 rows/s (peak RSS 99 -> 128 MiB). The tailer's
-batches, which save their offset, stay one at a time.
+connections, so PostgreSQL works on one batch while the next is sent: ``bench/ingest.py --lines
+500000`` went from 33,200 to 36,600-38,300 rows/s (peak RSS 99 -> 128 MiB), measured when the rollups
+were still upserted per batch. The tailer's batches, which save their offset, stay one at a time.
 
 Where the parser runs is a :class:`ParseMode`, measured on the 2-core target with ``bench/ingest.py``
 (200,000 lines, ``ringfence ingest --direct``, same machine and load): a thread 37,500 rows/s, inline
@@ -223,7 +223,7 @@ class Pipeline:
 
         Batches that carry an idempotency key and no tailer offset (``ringfence ingest``) are written up
         to :data:`CONCURRENT_WRITES` at once, each in its own transaction on its own connection, so one
-        batch's COPY overlaps the previous batch's rollups. Their outcomes (totals, ``on_stored``,
+        batch's COPY overlaps the previous batch's other statements. Their outcomes (totals, ``on_stored``,
         ``on_commit``) are still reported in order, and a batch with a tailer offset waits for every
         earlier batch: offsets are saved in order. A failed run may leave a later keyed batch stored
         and an earlier one not; running it again stores the earlier one and finds the later one stored.

@@ -13,12 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from functools import lru_cache
 from operator import itemgetter
 from typing import Any, Final
 
-from services.common.db.flows import GROUP_COLUMNS, ROLLUP_BUCKET_SECONDS, STAGE_COLUMNS, StageRow, TraceSet
+from services.common.db.flows import (
+    GROUP_COLUMNS,
+    ROLLUP_BUCKET_SECONDS,
+    STAGE_COLUMNS,
+    StageRow,
+    TraceSet,
+    cached_time,
+)
 
 _C: Final = {name: index for index, name in enumerate(STAGE_COLUMNS)}
 _KEY_COLUMNS: Final = GROUP_COLUMNS[: GROUP_COLUMNS.index("end_s")]
@@ -88,12 +93,6 @@ class RollupDeltas:
     hours: set[int]
 
 
-@lru_cache(maxsize=4096)
-def bucket_time(seconds: int) -> datetime:
-    """A bucket's start as the aware datetime COPY takes (a batch's rows share few buckets)."""
-    return datetime.fromtimestamp(seconds, UTC)
-
-
 def rollup_deltas(groups: Sequence[Sequence[Any]], traces: Mapping[int, TraceSet]) -> RollupDeltas:
     """The 5-minute rollup rows of ``groups`` (:func:`group_rows`); ``traces`` holds every trace they name.
 
@@ -145,7 +144,7 @@ def rollup_deltas(groups: Sequence[Sequence[Any]], traces: Mapping[int, TraceSet
             else:
                 for index, value in enumerate(sums):
                     known[index] += value
-    when = bucket_time
+    when = cached_time
     return RollupDeltas(
         [(when(key[0]), *key[1:], *sums) for key, sums in edges.items()],
         [(when(key[0]), *key[1:], *sums) for key, sums in hits.items()],

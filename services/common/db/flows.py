@@ -233,8 +233,8 @@ _TIMES: dict[int, datetime] = {}
 _TIMES_LIMIT: Final = 65_536
 
 
-def _time(seconds: int) -> datetime:
-    # Records of a batch share a few window bounds: one datetime each, not one per row.
+def cached_time(seconds: int) -> datetime:
+    """Unix seconds as an aware UTC datetime, cached: a batch's records and rollup rows share a few window bounds."""
     moment = _TIMES.get(seconds)
     if moment is None:
         if len(_TIMES) >= _TIMES_LIMIT:
@@ -245,7 +245,7 @@ def _time(seconds: int) -> datetime:
 
 async def copy_rows(conn: asyncpg.Connection, rows: Sequence[StageRow]) -> None:
     """COPY (binary) staging rows straight into ``flows``; their daily partitions must exist."""
-    time = _time
+    time = cached_time
     records = [(time(row[0]), time(row[1]), *row[2:]) for row in rows]
     await conn.copy_records_to_table("flows", records=records, columns=FLOW_COLUMNS)
 

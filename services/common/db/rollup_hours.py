@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Final
 
 import asyncpg
@@ -120,7 +120,7 @@ async def compact(conn: asyncpg.Connection, *, marked_before: datetime | None = 
 async def compact_hour(conn: asyncpg.Connection, hour: datetime) -> bool:
     """Compact one pending ``hour``; False when a batch holds it (nothing done)."""
     number = int(hour.timestamp()) // 3600
-    end = datetime.fromtimestamp((number + 1) * 3600, hour.tzinfo)
+    end = hour + timedelta(hours=1)
     async with conn.transaction():
         if not await conn.fetchval(TRY_LOCK, number):
             return False
