@@ -56,6 +56,7 @@ async def load(url: str, rows: int, end: int) -> float:
                     batch_rows.append((row[0] - shift, row[1] - shift, *row[2:27], flows_, *row[28:]))
                 shift += WINDOW
             chunk.encoded.rows = batch_rows
+            chunk.encoded.copy_data = None  # the parser's COPY tuples are of the template rows
             chunk.encoded.days = {row[0] // 86_400 for row in (batch_rows[0], batch_rows[-1])}
             # A fresh chunk per batch: a chunk caches its rollup groups, and every batch here has the same
             # row count, so a reused one would add the first batch's sums to the rollups again and again.

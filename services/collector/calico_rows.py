@@ -1,102 +1,107 @@
-"""Calico flow-log records straight to staging rows: the collector's hot path, without a :class:`Flow`.
+"""Calico flow-log lines straight to staging rows and COPY tuples: the collector's hot path.
 
-Most lines a collector sees are Calico flow logs that repeat a few hundred endpoints and traces. For
-those, :meth:`CalicoRowReader.add` checks the record's values with the same rules as
-:func:`ringfence.flows.formats.parse_calico` and builds the staging row directly from cached,
-already-encoded endpoints and traces. It only *accepts*: anything it is not sure of (an endpoint or
-trace not seen yet, a value of an unexpected type, anything out of range) makes it answer False, and
-the caller takes the full path (``parse_calico`` + :class:`RowEncoder`), which either accepts the
-record (and the reader learns its endpoints and trace with :meth:`CalicoRowReader.learn`) or refuses
-it with the reason. So both paths accept the same records, produce the same rows, and every reason for
-a refusal comes from ``parse_calico`` itself.
+Most lines a collector sees are Calico flow logs whose records repeat a few thousand combinations of
+endpoints, trace, service and node; only the times and counters change. :class:`CalicoRowReader`
+decodes a line with msgspec into :class:`CalicoLine` (typed: a value of an unexpected type fails the
+decode, in C), looks its combination up, and appends the row and its binary COPY tuple built around
+the combination's cached, already-encoded columns (:mod:`services.common.db.flow_copy`).
+
+It only *accepts*: a line it is not sure of (a combination not seen yet, a value of another type,
+anything out of range, non-ASCII bytes, a NUL escape) makes :meth:`CalicoRowReader.add` answer False,
+and the caller takes the full path (orjson, ``parse_calico``, :class:`RowEncoder`), which either
+accepts the record (and the reader learns its combination from the row with :meth:`~CalicoRowReader.learn`)
+or refuses it with the reason. So both paths accept the same records and produce the same rows, and
+every reason for a refusal comes from ``parse_calico`` itself.
+
+The combination is keyed by the decoded values of the fields ``parse_calico`` reads, except the
+times and counters, with the labels, policies and domains as their raw JSON text: equal text decodes
+to equal values, and text is cheaper to hash than the decoded lists. Non-ASCII lines stay on the full
+path because msgspec does not check the UTF-8 of the fields it skips, and orjson refuses bad UTF-8.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import struct
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Final
 
-from ringfence.flows.formats.errors import FlowRecordError
-from ringfence.flows.record import Endpoint, Flow
-from services.collector.rows import (
-    COUNTER_BITS,
-    COUNTER_FIELDS,
-    PLAIN,
-    EncodedBatch,
-    EndpointPart,
-    LabelSet,
-    RowEncoder,
-)
-from services.common.db.flows import TraceSet
+import msgspec
+from msgspec import UNSET, Raw, UnsetType
+
+from services.collector.rows import COUNTER_BITS, COUNTER_FIELDS, EncodedBatch, LabelSet
+from services.common.db.flow_copy import encode_record, encode_static, encode_trace
+from services.common.db.flows import STAGE_COLUMNS, StageRow, TraceSet
 
 _CACHE_LIMIT: Final = 65_536
-
-_SOURCE_FIELDS: Final = tuple(
-    f"source_{name}" for name in ("type", "name_aggr", "namespace", "name", "labels", "ip", "port")
-)
-_DEST_FIELDS: Final = tuple(
-    f"dest_{name}" for name in ("type", "name_aggr", "namespace", "name", "labels", "ip", "port")
-)
-# What an absent (or null) counter stands for, in the row order of rows.COUNTER_FIELDS.
-_COUNTER_DEFAULTS: Final = (1, 0, 0, 0, 0, 0, 0, 0, 0)
-_INT: Final = frozenset({int})
-
-EndpointKey = tuple[Any, ...]
-TraceKey = tuple[tuple[Any, ...], tuple[Any, ...]]
-_Encoded = tuple[EndpointPart, LabelSet | None]
+_NULL: Final = Raw(b"null")
 
 
-def _endpoint_key(get: Any, fields: tuple[str, ...]) -> EndpointKey | None:
-    """The raw values naming one side's endpoint, or None when they are not of the cacheable shape.
+class CalicoLine(msgspec.Struct, gc=False):
+    """The fields of a Calico flow-log line that ``parse_calico`` reads, with the types its fast path takes.
 
-    Equal keys give equal endpoints: only a labels object holding a list (or null) and an integer (or
-    null) port are keyed, as ``True == 1`` must not pass for a port and a labels list is another form.
+    The detection markers (``flow``, ``Key``...) are here so that a line of another format is told apart
+    as :func:`services.collector.parse.is_calico` does; other fields are skipped.
     """
-    type_field, aggr_field, namespace_field, name_field, labels_field, ip_field, port_field = fields
-    raw_labels = get(labels_field)
-    if raw_labels is None:
-        labels: tuple[Any, ...] = ()
-    elif type(raw_labels) is dict:
-        inner = raw_labels.get("labels")
-        if type(inner) is not list:
-            return None
-        labels = tuple(inner)
-    else:
-        return None
-    port = get(port_field)
-    if port is not None and type(port) is not int:
-        return None
-    return (get(type_field), get(aggr_field), get(namespace_field), get(name_field), labels, get(ip_field), port)
+
+    start_time: int | None = None
+    end_time: int | None = None
+    source_type: str | None = None
+    source_name_aggr: str | None = None
+    source_namespace: str | None = None
+    source_name: str | None = None
+    source_labels: Raw = _NULL
+    source_ip: str | None = None
+    source_port: int | None = None
+    dest_type: str | None = None
+    dest_name_aggr: str | None = None
+    dest_namespace: str | None = None
+    dest_name: str | None = None
+    dest_labels: Raw = _NULL
+    dest_ip: str | None = None
+    dest_port: int | None = None
+    reporter: str | UnsetType | None = UNSET
+    action: str | None = None
+    proto: str | int | None = None
+    policies: Raw = _NULL
+    dest_domains: Raw = _NULL
+    dest_service_namespace: str | None = None
+    dest_service_name: str | None = None
+    dest_service_port: str | int | None = None
+    dest_service_port_num: int | None = None
+    host: str | None = None
+    num_flows: int | None = None
+    num_flows_started: int | None = None
+    num_flows_completed: int | None = None
+    packets_in: int | None = None
+    packets_out: int | None = None
+    bytes_in: int | None = None
+    bytes_out: int | None = None
+    http_requests_allowed_in: int | None = None
+    http_requests_denied_in: int | None = None
+    flow: Any = UNSET
+    Key: Any = UNSET
+    key: Any = UNSET
+    verdict: Any = UNSET
+    traffic_direction: Any = UNSET
+    l4: Any = UNSET
+    IP: Any = UNSET
 
 
-def _trace_key(policies: Any) -> TraceKey | None:
-    """The raw hit lists of a record's ``policies`` (enforced, pending), or None when not lists."""
-    if policies is None:
-        return (), ()
-    if type(policies) is not dict:
-        return None
-    if "enforced_policies" in policies or "pending_policies" in policies:
-        enforced = policies.get("enforced_policies")
-        pending = policies.get("pending_policies")
-    else:
-        enforced = policies.get("all_policies")
-        pending = None
-    if enforced is None:
-        enforced_key: tuple[Any, ...] = ()
-    elif type(enforced) is list:
-        enforced_key = tuple(enforced)
-    else:
-        return None
-    if pending is None:
-        pending_key: tuple[Any, ...] = ()
-    elif type(pending) is list:
-        pending_key = tuple(pending)
-    else:
-        return None
-    return enforced_key, pending_key
-
-
-_FIELD_NAMES: Final = (
+_DECODE: Final = msgspec.json.Decoder(CalicoLine).decode
+_VALUES: Final = attrgetter(
+    "source_type",
+    "source_name_aggr",
+    "source_namespace",
+    "source_name",
+    "source_ip",
+    "source_port",
+    "dest_type",
+    "dest_name_aggr",
+    "dest_namespace",
+    "dest_name",
+    "dest_ip",
+    "dest_port",
     "reporter",
     "action",
     "proto",
@@ -106,139 +111,124 @@ _FIELD_NAMES: Final = (
     "dest_service_port_num",
     "host",
 )
-_Fields = tuple[tuple[str, str, str], tuple[Any, ...]]
-"""(reporter, action, proto) and (domains, service namespace, name, port, port number, host) of a row."""
-_UNKNOWN: Final[Any] = object()
+_MARKERS: Final = attrgetter("flow", "Key", "key", "verdict", "traffic_direction", "l4", "IP")
+_NO_MARKERS: Final = (UNSET,) * 7
+_COUNTS: Final = attrgetter(*COUNTER_FIELDS)
+# What an absent (or null) counter stands for, in the row order of rows.COUNTER_FIELDS.
+_COUNTER_DEFAULTS: Final = (1, 0, 0, 0, 0, 0, 0, 0, 0)
+_NUL_ESCAPE: Final = b"\\u0000"
+_SRC_LABELS: Final = STAGE_COLUMNS.index("src_labels")
+_DST_LABELS: Final = STAGE_COLUMNS.index("dst_labels")
+_ENCODE_ERRORS: Final = (ValueError, TypeError, OverflowError, struct.error)
 
 
-def _fields_key(get: Any) -> tuple[Any, ...] | None:
-    """The raw values of a record's other fields (domains as a tuple), or None when domains are odd."""
-    domains = get("dest_domains")
-    if domains is not None:
-        if type(domains) is not list:
-            return None
-        domains = tuple(domains)
-    return (*map(get, _FIELD_NAMES), domains)
-
-
-def _cacheable_fields(key: tuple[Any, ...]) -> bool:
-    port_num = key[6]
-    if port_num is not None and type(port_num) is not int:
-        return False
-    return all(value is None or type(value) is str for index, value in enumerate(key[:-1]) if index != 6) and (
-        key[-1] is None or all(type(item) is str for item in key[-1])
+def _key(line: CalicoLine) -> tuple[Any, ...]:
+    """What a line's combination is known by: every field ``parse_calico`` reads but times and counters."""
+    return (
+        *_VALUES(line),
+        bytes(line.source_labels),
+        bytes(line.dest_labels),
+        bytes(line.policies),
+        bytes(line.dest_domains),
     )
 
 
+@dataclass(frozen=True, slots=True)
+class _Combination:
+    """What every record of one combination stores besides its times and counters."""
+
+    static: tuple[Any, ...]  # the row's columns from reporter to host (row[2:-10])
+    encoded: bytes | None  # their COPY encoding (None: not encodable, asyncpg will say why)
+    trace_id: int | None
+    trace_bytes: bytes
+    trace: TraceSet | None
+    label_sets: tuple[LabelSet, ...]
+
+
+def decode(line: bytes) -> CalicoLine | None:
+    """``line`` as a :class:`CalicoLine`, or None when it is not one of the shape the fast path takes."""
+    if not line.isascii() or (b"\\" in line and _NUL_ESCAPE in line):  # one byte is found faster than six
+        return None
+    try:
+        return _DECODE(line)
+    except msgspec.DecodeError:  # includes ValidationError: a value of another type
+        return None
+
+
 class CalicoRowReader:
-    """Builds staging rows from Calico records whose endpoints and traces it has seen; keep one per process."""
+    """Builds staging rows from Calico lines whose combination it has seen; keep one per process."""
 
-    def __init__(self, encoder: RowEncoder) -> None:
-        self._encoder = encoder
-        self._endpoints: dict[EndpointKey, _Encoded] = {}
-        self._traces: dict[TraceKey, TraceSet | None] = {}
-        self._fields: dict[tuple[Any, ...], _Fields] = {}
+    def __init__(self) -> None:
+        self._combinations: dict[tuple[Any, ...], _Combination] = {}
 
-    def add(self, batch: EncodedBatch, record: dict[str, Any], earliest: int, latest: int) -> bool:
-        """Append ``record``'s row to ``batch`` and answer True, or answer False (nothing appended).
+    def add(self, batch: EncodedBatch, line: bytes, earliest: int, latest: int, *, detect: bool) -> bool:
+        """Append the row of ``line`` to ``batch`` and answer True, or answer False (nothing appended).
 
-        False means "take the full path": the record is new to the reader or not plainly valid. Records
-        starting before ``earliest`` or ending after ``latest`` are left to the full path too.
+        False means "take the full path": the line is new to the reader or not plainly valid. Records
+        starting before ``earliest`` or ending after ``latest`` are left to the full path too. With
+        ``detect`` (no format given) a line must also look like Calico's: a ``reporter`` and no marker of
+        another format.
         """
-        try:
-            return self._add(batch, record, earliest, latest)
-        except (FlowRecordError, TypeError):  # an unhashable or odd value: the full path says what is wrong
+        record = decode(line)
+        if record is None:
             return False
-
-    def _add(self, batch: EncodedBatch, record: dict[str, Any], earliest: int, latest: int) -> bool:
-        get = record.get
-        start = get("start_time")
-        end = get("end_time")
-        if type(start) is not int or type(end) is not int or start < earliest or end < start or end > latest:
+        if detect and (record.reporter is UNSET or _MARKERS(record) != _NO_MARKERS):
             return False
-        if start < 0:
+        start = record.start_time
+        end = record.end_time
+        if start is None or end is None or start < earliest or end < start or end > latest or start < 0:
             return False
-        source_key = _endpoint_key(get, _SOURCE_FIELDS)
-        dest_key = _endpoint_key(get, _DEST_FIELDS)
-        if source_key is None or dest_key is None:
+        combination = self._combinations.get(_key(record))
+        if combination is None:
             return False
-        source = self._endpoints.get(source_key)
-        dest = self._endpoints.get(dest_key)
-        if source is None or dest is None:
-            return False
-        trace_key = _trace_key(get("policies"))
-        if trace_key is None:
-            return False
-        trace = self._traces.get(trace_key, _UNKNOWN)
-        if trace is _UNKNOWN:
-            return False
-        service_port_num = get("dest_service_port_num")
-        if service_port_num is not None and type(service_port_num) is not int:
-            return False  # True == 1 and 80.0 == 80: only an int may meet the cached int
-        fields_key = _fields_key(get)
-        fields = None if fields_key is None else self._fields.get(fields_key)
-        if fields is None:
-            return False
-        counts: tuple[Any, ...] = tuple(map(get, COUNTER_FIELDS))
-        if not _INT.issuperset(map(type, counts)):
-            if None not in counts:
-                return False
+        counts: tuple[Any, ...] = _COUNTS(record)
+        if None in counts:
             counts = tuple(
                 default if value is None else value for value, default in zip(counts, _COUNTER_DEFAULTS, strict=True)
             )
-            if not _INT.issuperset(map(type, counts)):
-                return False
         num_flows, started, completed, packets_in, packets_out, bytes_in, bytes_out, allowed, denied = counts
         # Negative counts set the sign bit: one shift tests "all in [0, 2**48)".
         if (
             num_flows | started | completed | packets_in | packets_out | bytes_in | bytes_out | allowed | denied
         ) >> COUNTER_BITS:
             return False
-        source_part, source_labels = source
-        dest_part, dest_labels = dest
-        if source_labels is not None:
-            batch.label_sets[source_labels[0]] = source_labels[1]
-        if dest_labels is not None:
-            batch.label_sets[dest_labels[0]] = dest_labels[1]
-        trace_id = None
-        if trace is not None:
-            trace_id = trace.id
-            batch.trace_sets[trace_id] = trace
+        batch.rows.append((start, end, *combination.static, *counts, combination.trace_id))
+        copy_data = batch.copy_data
+        if copy_data is not None:
+            if combination.encoded is None:
+                batch.copy_data = None
+            else:
+                copy_data.append(encode_record(start, end, counts, combination.encoded, combination.trace_bytes))
+        for label_id, texts in combination.label_sets:
+            batch.label_sets[label_id] = texts
+        if combination.trace is not None:
+            batch.trace_sets[combination.trace.id] = combination.trace
         batch.days.add(start // 86_400)
-        batch.rows.append((start, end, *fields[0], *source_part, *dest_part, *fields[1], *counts, trace_id))
         return True
 
-    def learn(self, record: Mapping[str, Any], flow: Flow) -> None:
-        """Remember the endpoints and trace of ``record``, which the full path parsed into ``flow``."""
-        get = record.get
-        self._learn_endpoint(_endpoint_key(get, _SOURCE_FIELDS), flow.source)
-        self._learn_endpoint(_endpoint_key(get, _DEST_FIELDS), flow.dest)
-        trace_key = _trace_key(get("policies"))
-        if trace_key is not None and trace_key not in self._traces:
-            if len(self._traces) >= _CACHE_LIMIT:
-                self._traces.clear()
-            self._traces[trace_key] = self._encoder.trace(flow.enforced_policies, flow.pending_policies)
-        # Only keys of strings, nulls and (checked on look-up) an int port number: a value of another
-        # type that compares equal to a cached one (80.0 == 80) must not borrow its result.
-        fields_key = _fields_key(get)
-        if fields_key is not None and fields_key not in self._fields and _cacheable_fields(fields_key):
-            if len(self._fields) >= _CACHE_LIMIT:
-                self._fields.clear()
-            self._fields[fields_key] = (
-                (PLAIN[flow.reporter], PLAIN[flow.action], flow.proto),
-                (
-                    flow.dest_domains or None,
-                    flow.dest_service_namespace,
-                    flow.dest_service_name,
-                    flow.dest_service_port,
-                    flow.dest_service_port_num,
-                    flow.host,
-                ),
-            )
-
-    def _learn_endpoint(self, key: EndpointKey | None, endpoint: Endpoint) -> None:
-        if key is None or key in self._endpoints:
+    def learn(self, line: bytes, batch: EncodedBatch) -> None:
+        """Remember the combination of ``line``, whose row the full path has just appended to ``batch``."""
+        record = decode(line)
+        if record is None:
             return
-        if len(self._endpoints) >= _CACHE_LIMIT:
-            self._endpoints.clear()
-        self._endpoints[key] = self._encoder.endpoint(endpoint)
+        key = _key(record)
+        if key in self._combinations:
+            return
+        row: StageRow = batch.rows[-1]
+        static = row[2:-10]
+        try:
+            encoded: bytes | None = encode_static(static)
+        except _ENCODE_ERRORS:
+            encoded = None
+        trace_id = row[-1]
+        label_ids = (row[_SRC_LABELS], row[_DST_LABELS])
+        if len(self._combinations) >= _CACHE_LIMIT:
+            self._combinations.clear()
+        self._combinations[key] = _Combination(
+            static,
+            encoded,
+            trace_id,
+            encode_trace(trace_id),
+            None if trace_id is None else batch.trace_sets[trace_id],
+            tuple((label_id, batch.label_sets[label_id]) for label_id in label_ids if label_id is not None),
+        )

@@ -26,6 +26,9 @@ _ENCODER: RowEncoder | None = None
 _CALICO_ROWS: CalicoRowReader | None = None
 _NUL_ESCAPE: Final = b"\\u0000"
 NUL_REASON: Final = "a string holds a NUL character (\\u0000), which cannot be stored"
+OTHER_FORMAT_SKIP: Final = 64
+"""Lines after one of another format (Goldmane, Hubble) that go straight to the full path: the fast path's
+decode would be wasted on them, and a file rarely mixes formats line by line."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +71,10 @@ def encoder() -> RowEncoder:
 
 
 def calico_rows() -> CalicoRowReader:
-    """This process's Calico fast path (created on first use, over :func:`encoder`)."""
+    """This process's Calico fast path (created on first use)."""
     global _CALICO_ROWS  # noqa: PLW0603 - one cache per process, shared by every batch it parses
     if _CALICO_ROWS is None:
-        _CALICO_ROWS = CalicoRowReader(encoder())
+        _CALICO_ROWS = CalicoRowReader()
     return _CALICO_ROWS
 
 
@@ -122,9 +125,15 @@ def parse_lines(
     row_lines = chunk.row_lines
     loads = orjson.loads
     earliest, latest = window.earliest_start, window.latest_end
+    try_fast = fmt in {None, "calico"}
+    detect = fmt is None
+    fast_from = 0  # after a line of another format, the next ones skip the fast path's attempt for a while
     for index, line in enumerate(lines):
         if index in overlong:
             _reject(chunk, source, first_line_no + index, offsets[index], line, "line is too long")
+            continue
+        if try_fast and index >= fast_from and fast_add(batch, line, earliest, latest, detect=detect):
+            row_lines.append(index)
             continue
         try:
             record = loads(line)
@@ -133,9 +142,8 @@ def parse_lines(
                 _reject(chunk, source, first_line_no + index, offsets[index], line, f"not JSON: {error}")
             continue
         calico = is_calico(record, fmt)
-        if calico and _NUL_ESCAPE not in line and fast_add(batch, record, earliest, latest):
-            row_lines.append(index)
-            continue
+        if not calico:
+            fast_from = index + OTHER_FORMAT_SKIP
         try:
             flow = parse_checked(record, fmt, line, earliest, latest, calico=calico)
             add(batch, flow)
@@ -147,8 +155,8 @@ def parse_lines(
             _reject(chunk, source, first_line_no + index, offsets[index], line, reason)
             continue
         row_lines.append(index)
-        if calico:
-            fast.learn(record, flow)
+        if calico and try_fast:
+            fast.learn(line, batch)
     chunk.groups()  # here, where parsing runs (a thread), rather than on the writer's path
     return chunk
 

@@ -77,6 +77,10 @@ CONCURRENT_WRITES: Final = 2
 
 def _merge_chunks(into: ParsedChunk, part: ParsedChunk, start: int) -> ParsedChunk:
     into.encoded.rows.extend(part.encoded.rows)
+    if into.encoded.copy_data is not None and part.encoded.copy_data is not None:
+        into.encoded.copy_data.extend(part.encoded.copy_data)
+    else:
+        into.encoded.copy_data = None
     into.encoded.label_sets.update(part.encoded.label_sets)
     into.encoded.trace_sets.update(part.encoded.trace_sets)
     into.encoded.days |= part.encoded.days

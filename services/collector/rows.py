@@ -9,12 +9,14 @@ the id a label set or trace will have in the database without asking it.
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
 from ringfence.flows.hits import format_hit, hit_policy_name, parse_hit
 from ringfence.flows.record import Endpoint, Flow, FlowAction, LabelPairs, PolicyHit, Reporter
+from services.common.db.flow_copy import encode_row
 from services.common.db.flows import StageRow, TraceSet
 
 COUNTER_BITS: Final = 48
@@ -82,6 +84,9 @@ class EncodedBatch:
     label_sets: dict[int, tuple[str, ...]]
     trace_sets: dict[int, TraceSet]
     days: set[int]  # start_time // 86400 of the rows: the daily partitions they need
+    copy_data: list[bytes] | None = None
+    """Each row as a binary COPY tuple (:mod:`services.common.db.flow_copy`), or None when some row could
+    not be encoded here (asyncpg then encodes the rows, and refuses the bad one with its reason)."""
 
 
 class RowEncoder:
@@ -95,7 +100,7 @@ class RowEncoder:
 
     def new_batch(self) -> EncodedBatch:
         """An empty batch to :meth:`add` rows to."""
-        return EncodedBatch([], {}, {}, set())
+        return EncodedBatch([], {}, {}, set(), [])
 
     def add(self, batch: EncodedBatch, flow: Flow) -> None:
         """Append ``flow`` to ``batch``; raise :class:`RowError` for absurd values (nothing appended)."""
@@ -134,25 +139,29 @@ class RowEncoder:
             trace_id = trace.id
             batch.trace_sets[trace_id] = trace
         batch.days.add(flow.start_time // 86_400)
-        batch.rows.append(
-            (
-                flow.start_time,
-                flow.end_time,
-                PLAIN[flow.reporter],
-                PLAIN[flow.action],
-                flow.proto,
-                *source,
-                *dest,
-                flow.dest_domains or None,
-                flow.dest_service_namespace,
-                flow.dest_service_name,
-                flow.dest_service_port,
-                flow.dest_service_port_num,
-                flow.host,
-                *counters,
-                trace_id,
-            )
+        row = (
+            flow.start_time,
+            flow.end_time,
+            PLAIN[flow.reporter],
+            PLAIN[flow.action],
+            flow.proto,
+            *source,
+            *dest,
+            flow.dest_domains or None,
+            flow.dest_service_namespace,
+            flow.dest_service_name,
+            flow.dest_service_port,
+            flow.dest_service_port_num,
+            flow.host,
+            *counters,
+            trace_id,
         )
+        batch.rows.append(row)
+        if batch.copy_data is not None:
+            try:
+                batch.copy_data.append(encode_row(row))
+            except (ValueError, TypeError, OverflowError, struct.error):
+                batch.copy_data = None
 
     def endpoint(self, endpoint: Endpoint) -> tuple[EndpointPart, LabelSet | None]:
         """The staging columns of one endpoint and its interned label set (None: no labels)."""

@@ -22,7 +22,7 @@ import asyncpg
 
 from services.collector.parse import MAX_ERRORS, ParsedChunk
 from services.collector.rollups import group_rows, rollup_deltas, sightings
-from services.common.db import flows, ingest, inventory, rejects
+from services.common.db import flow_copy, flows, ingest, inventory, rejects
 from services.common.db.flows import StageRow, TraceSet
 from services.common.db.ingest import BatchOutcome, FileOffset
 from services.common.db.rejects import Reject
@@ -189,7 +189,9 @@ class FlowWriter:
             if careful:
                 refused = await self._store_isolating(conn, batch, list(range(len(chunk.encoded.rows))))
             elif chunk.encoded.rows:
-                await _store_rows(conn, chunk.encoded.rows, chunk.groups(), chunk.encoded.trace_sets)
+                await _store_rows(
+                    conn, chunk.encoded.rows, chunk.groups(), chunk.encoded.trace_sets, chunk.encoded.copy_data
+                )
             await rejects.insert_rejects(conn, [*chunk.rejects, *refused], now)
             if refused:
                 outcome = _with_refused(outcome, refused)
@@ -203,10 +205,12 @@ class FlowWriter:
         """Store the rows at ``rows`` (indexes), halving around failures; return rejects for the refused ones."""
         if not rows:
             return []
-        staged: list[StageRow] = [batch.chunk.encoded.rows[index] for index in rows]
+        encoded = batch.chunk.encoded
+        staged: list[StageRow] = [encoded.rows[index] for index in rows]
+        copy_data = None if encoded.copy_data is None else [encoded.copy_data[index] for index in rows]
         try:
             async with conn.transaction():  # a savepoint: a failure undoes only this part
-                await _store_rows(conn, staged, group_rows(staged), batch.chunk.encoded.trace_sets)
+                await _store_rows(conn, staged, group_rows(staged), encoded.trace_sets, copy_data)
         except ROW_ERRORS as error:
             if len(rows) == 1:
                 line_index = batch.chunk.row_lines[rows[0]]
@@ -228,11 +232,19 @@ class FlowWriter:
 
 
 async def _store_rows(
-    conn: asyncpg.Connection, rows: Sequence[StageRow], groups: list[list[Any]], traces: Mapping[int, TraceSet]
+    conn: asyncpg.Connection,
+    rows: Sequence[StageRow],
+    groups: list[list[Any]],
+    traces: Mapping[int, TraceSet],
+    copy_data: Sequence[bytes] | None,
 ) -> None:
-    """COPY ``rows`` into ``flows`` and add their ``groups`` to the rollups and the inventory."""
+    """COPY ``rows`` into ``flows`` (their ``copy_data`` if the parser encoded them) and add their ``groups``
+    to the rollups and the inventory."""
     deltas = rollup_deltas(groups, traces)
-    await flows.copy_rows(conn, rows)
+    if copy_data is not None and len(copy_data) == len(rows):
+        await flow_copy.copy_encoded(conn, copy_data)
+    else:
+        await flows.copy_rows(conn, rows)
     await flows.add_rollups(conn, deltas.edges, deltas.hits, deltas.hours)
     await inventory.record_seen(conn, sightings(groups))
 

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from ringfence.flows.formats import FlowRecordError, parse_calico
 from services.collector.calico_rows import CalicoRowReader
 from services.collector.parse import TimeWindow, parse_checked, parse_lines
-from services.collector.rows import RowEncoder, RowError
+from services.collector.rows import EncodedBatch, RowEncoder, RowError
+from services.common.db.flow_copy import encode_row
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "flows"
 WINDOW = TimeWindow(0, 2**40)
@@ -46,10 +47,11 @@ def sample_records() -> list[dict[str, Any]]:
 
 SAMPLES = sample_records()
 RARE_SPELLINGS = [
-    {**SAMPLES[0], "dest_domains": "api.twilio.com, twilio.com"},
-    {**SAMPLES[0], "dest_service_port": 443, "dest_service_port_num": None},
+    {**SAMPLES[0], "num_flows": 3.0},
+    {**SAMPLES[0], "source_labels": {"labels": ["app=caf\u00e9"]}},
+    {**SAMPLES[0], "start_time": float(SAMPLES[0]["start_time"])},
 ]
-"""Valid records the fast path leaves to the full path for good (text domains, a service port as a number)."""
+"""Valid records the fast path leaves to the full path for good (an integral float, a non-ASCII label)."""
 
 
 def full_path(encoder: RowEncoder, record: Any, window: TimeWindow = WINDOW) -> Outcome:
@@ -64,11 +66,26 @@ def full_path(encoder: RowEncoder, record: Any, window: TimeWindow = WINDOW) -> 
     return batch.rows[0], None
 
 
+def line(record: Any) -> bytes:
+    return orjson.dumps(record)
+
+
+def learn(reader: CalicoRowReader, encoder: RowEncoder, record: dict[str, Any]) -> None:
+    """Teach ``reader`` the record as the parser does: after the full path has appended its row."""
+    batch = encoder.new_batch()
+    encoder.add(batch, parse_calico(record))
+    reader.learn(line(record), batch)
+
+
+def fast_add(reader: CalicoRowReader, batch: EncodedBatch, record: Any, window: TimeWindow = WINDOW) -> bool:
+    return reader.add(batch, line(record), window.earliest_start, window.latest_end, detect=True)
+
+
 def trained_reader() -> tuple[RowEncoder, CalicoRowReader]:
     encoder = RowEncoder()
-    reader = CalicoRowReader(encoder)
+    reader = CalicoRowReader()
     for record in SAMPLES:
-        reader.learn(record, parse_calico(record))
+        learn(reader, encoder, record)
     return encoder, reader
 
 
@@ -76,10 +93,11 @@ def test_every_sample_takes_the_fast_path_once_learned_and_gets_the_full_paths_r
     encoder, reader = trained_reader()
     for record in SAMPLES:
         batch = encoder.new_batch()
-        assert reader.add(batch, record, WINDOW.earliest_start, WINDOW.latest_end)
+        assert fast_add(reader, batch, record)
         row, error = full_path(encoder, record)
         assert error is None
         assert batch.rows == [row]
+        assert batch.copy_data == [encode_row(row)]
         flow = parse_calico(record)
         trace = encoder.trace(flow.enforced_policies, flow.pending_policies)
         assert list(batch.trace_sets.values()) == ([] if trace is None else [trace])
@@ -88,18 +106,18 @@ def test_every_sample_takes_the_fast_path_once_learned_and_gets_the_full_paths_r
 def test_rare_spellings_stay_on_the_full_path_and_are_stored_as_it_parses_them() -> None:
     encoder, reader = trained_reader()
     for record in RARE_SPELLINGS:
-        reader.learn(record, parse_calico(record))
-        assert not reader.add(encoder.new_batch(), record, WINDOW.earliest_start, WINDOW.latest_end)
-    lines = [orjson.dumps(record) for record in RARE_SPELLINGS]
-    chunk = parse_lines(lines, [0, 1], source="t", first_line_no=1, fmt=None, window=WINDOW)
+        learn(reader, encoder, record)
+        assert not fast_add(reader, encoder.new_batch(), record)
+    lines = [line(record) for record in RARE_SPELLINGS]
+    chunk = parse_lines(lines, list(range(len(lines))), source="t", first_line_no=1, fmt=None, window=WINDOW)
     assert chunk.encoded.rows == [full_path(encoder, record)[0] for record in RARE_SPELLINGS]
 
 
 def test_a_reader_that_has_learned_nothing_declines_everything() -> None:
     encoder = RowEncoder()
-    reader = CalicoRowReader(encoder)
+    reader = CalicoRowReader()
     batch = encoder.new_batch()
-    assert not any(reader.add(batch, record, WINDOW.earliest_start, WINDOW.latest_end) for record in SAMPLES)
+    assert not any(fast_add(reader, batch, record) for record in SAMPLES)
     assert batch.rows == []
 
 
@@ -141,11 +159,12 @@ def test_on_mutated_records_the_fast_path_accepts_only_what_the_full_path_accept
     record = mutate(data, data.draw(st.sampled_from([*SAMPLES, *RARE_SPELLINGS])))
     batch = encoder.new_batch()
     window = data.draw(st.sampled_from([WINDOW, TimeWindow(1_718_236_900, 1_718_237_000)]))
-    accepted = reader.add(batch, record, window.earliest_start, window.latest_end)
+    accepted = fast_add(reader, batch, record, window)
     if accepted:
         row, error = full_path(encoder, record)
         assert error is None
         assert batch.rows == [row]
+        assert batch.copy_data == [encode_row(row)]
         assert window.earliest_start <= row[0]
         assert row[1] <= window.latest_end
     else:

@@ -21,7 +21,7 @@ from ringfence.flows.record import Endpoint, EndpointType, Flow, FlowAction, Rep
 from services.collector.parse import TimeWindow
 from services.collector.rows import RowEncoder
 from services.collector.store import FlowWriter
-from services.common.db import flows, inventory, rejects, rollup_hours
+from services.common.db import flow_copy, flows, inventory, rejects, rollup_hours
 from services.common.db.flows import FlowFilter, InternCollisionError
 
 SAMPLES = ("calico-flows.log", "goldmane.jsonl", "hubble.jsonl")
@@ -174,7 +174,9 @@ async def test_a_row_the_database_refuses_is_rejected_alone(db: asyncpg.Connecti
     encoder = RowEncoder()
     replacement = encoder.new_batch()
     encoder.add(replacement, _flow_with_ip("999.1.2.3"))
+    assert replacement.copy_data is None  # the collector cannot encode it either: asyncpg will say why
     chunk.encoded.rows[1] = replacement.rows[0]
+    chunk.encoded.copy_data = None
     result = await writer(db_pool).write_on(db, write_batch(raw, chunk))
     assert (result.outcome.accepted, result.outcome.rejected) == (2, 1)
     assert "database refused" in result.outcome.errors[0]["error"]
@@ -182,6 +184,38 @@ async def test_a_row_the_database_refuses_is_rejected_alone(db: asyncpg.Connecti
     assert len(await all_flows(db)) == 2
     (stored,) = await rejects.list_rejects(db)
     assert stored.reject.raw == raw.lines[1].decode()
+
+
+STORED_COLUMNS = ", ".join(flows.FLOW_COLUMNS)
+
+
+async def test_rows_the_collector_encodes_for_copy_are_stored_as_asyncpg_would_store_them(
+    db: asyncpg.Connection,
+) -> None:
+    records = [
+        calico(),
+        calico(reporter="dst", action="deny", policies=None, source_labels=None, num_flows=None, host=None),
+        calico(source_ip="10.0.0.7", source_port=43210, source_name="frontend-864f4fcdfd-2hhv4", proto="udp"),
+        calico(dest_type="net", dest_name_aggr="pub", dest_namespace="-", dest_labels=None, dest_ip="2001:db8::1"),
+        calico(dest_domains=["api.twilio.com", "twilio.com"], dest_service_port="https", dest_service_port_num=443),
+        calico(dest_service_namespace="storefront", dest_service_name="backend", dest_service_port=5432, proto=132),
+        calico(bytes_in=2**48 - 1, packets_out=0, start_time=0, end_time=0),
+        calico(source_labels={"labels": ["app=frontend", "projectcalico.org/serviceaccount=fe"]}),
+    ]
+    chunk = parse(raw_batch(json_lines(records)))
+    assert not chunk.rejects
+    copy_data = chunk.encoded.copy_data
+    assert copy_data is not None
+    await flows.ensure_partitions(db, date(1970, 1, 1), date(1970, 1, 1))
+    await flows.ensure_partitions(db, date(2024, 6, 13), date(2024, 6, 13))
+    query = f"SELECT {STORED_COLUMNS} FROM flows"
+    await flow_copy.copy_encoded(db, copy_data)
+    ours = sorted((tuple(row) for row in await db.fetch(query)), key=repr)
+    await db.execute("DELETE FROM flows")
+    await flows.copy_rows(db, chunk.encoded.rows)
+    theirs = sorted((tuple(row) for row in await db.fetch(query)), key=repr)
+    assert len(ours) == len(records)
+    assert ours == theirs
 
 
 def _flow_with_ip(ip: str) -> Flow:

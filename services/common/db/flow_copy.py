@@ -1,0 +1,133 @@
+"""Staging rows as PostgreSQL's binary COPY tuples, encoded by the collector rather than by asyncpg.
+
+asyncpg encodes a record value by value through its codecs: about 2.5 µs for a 38-column flow row, a
+fifth of the collector's Python time per record. Most of a flow row, though, repeats: the columns from
+``reporter`` to ``host`` come from a few thousand (endpoint, endpoint, trace, service, node)
+combinations that the Calico fast path caches. :func:`encode_static` encodes those columns once per
+combination; :func:`encode_row` adds a record's times and counters around them with two
+``struct.pack`` calls. :func:`copy_encoded` sends the tuples with the binary COPY header and trailer.
+
+The format is PostgreSQL's (``COPY ... FROM STDIN (FORMAT binary)``): per tuple a 16-bit column count,
+then per column a 32-bit length (-1 for NULL) and the value in the type's binary send format.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from collections.abc import AsyncIterator, Sequence
+from typing import Any, Final
+
+import asyncpg
+
+from services.common.db.flows import FLOW_COLUMNS, StageRow
+
+HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
+"""The signature, no flags, no header extension."""
+TRAILER: Final = struct.pack("!h", -1)
+
+_EPOCH_2000: Final = 946_684_800
+"""Unix seconds of PostgreSQL's timestamp epoch, 2000-01-01 00:00 UTC."""
+
+STATIC_COLUMNS: Final = FLOW_COLUMNS[2:-10]
+"""The columns from ``reporter`` to ``host``: a record's identity, repeated by every record of its combination."""
+
+# The binary kind of each static column (text, inet, int4, int8, text[]), in STATIC_COLUMNS order.
+_STATIC_KINDS: Final = (
+    "text",  # reporter
+    "text",  # action
+    "text",  # proto
+    *("text", "text", "text", "text", "inet", "int4", "int8", "text"),  # src_type .. src_service_account
+    *("text", "text", "text", "text", "inet", "int4", "int8", "text"),  # dst_type .. dst_service_account
+    "text[]",  # dst_domains
+    "text",  # dst_service_namespace
+    "text",  # dst_service_name
+    "text",  # dst_service_port
+    "int4",  # dst_service_port_num
+    "text",  # host
+)
+assert len(_STATIC_KINDS) == len(STATIC_COLUMNS)
+
+_COLUMN_COUNT: Final = len(FLOW_COLUMNS)
+_HEAD: Final = struct.Struct("!hiqiq")  # column count, start_time, end_time
+_COUNTERS: Final = struct.Struct("!" + "iq" * 9)  # the nine bigint counters
+_INT4: Final = struct.Struct("!ii")
+_INT8: Final = struct.Struct("!iq")
+_NULL: Final = struct.pack("!i", -1)
+_TEXT_OID: Final = 25
+_INET_FAMILY: Final = {4: 2, 6: 3}  # PGSQL_AF_INET, PGSQL_AF_INET6
+
+
+def _text(value: str) -> bytes:
+    data = value.encode()
+    return struct.pack("!i", len(data)) + data
+
+
+def _inet(value: str) -> bytes:
+    address = ipaddress.ip_address(value)  # the parsers store canonical addresses, never networks
+    packed = address.packed
+    body = struct.pack("!BBBB", _INET_FAMILY[address.version], address.max_prefixlen, 0, len(packed)) + packed
+    return struct.pack("!i", len(body)) + body
+
+
+def _text_array(values: Sequence[str]) -> bytes:
+    if not values:
+        body = struct.pack("!iii", 0, 0, _TEXT_OID)
+    else:
+        body = struct.pack("!iiiii", 1, 0, _TEXT_OID, len(values), 1) + b"".join(map(_text, values))
+    return struct.pack("!i", len(body)) + body
+
+
+_ENCODERS: Final = {
+    "text": _text,
+    "inet": _inet,
+    "int4": lambda value: _INT4.pack(4, value),
+    "int8": lambda value: _INT8.pack(8, value),
+    "text[]": _text_array,
+}
+
+
+def encode_static(values: Sequence[Any]) -> bytes:
+    """The static columns of a row (``row[2:-10]``), encoded; raises ValueError (or struct.error, a
+    ValueError too) for a value PostgreSQL could not take, as asyncpg would."""
+    if len(values) != len(_STATIC_KINDS):
+        raise ValueError(f"expected {len(_STATIC_KINDS)} static columns, got {len(values)}")
+    return b"".join(
+        _NULL if value is None else _ENCODERS[kind](value) for kind, value in zip(_STATIC_KINDS, values, strict=True)
+    )
+
+
+def encode_trace(trace_id: int | None) -> bytes:
+    """The last column, the trace set's id."""
+    return _NULL if trace_id is None else _INT8.pack(8, trace_id)
+
+
+def encode_row(row: StageRow) -> bytes:
+    """One staging row as a binary COPY tuple of ``flows`` (:data:`FLOW_COLUMNS`)."""
+    return encode_record(row[0], row[1], row[-10:-1], encode_static(row[2:-10]), encode_trace(row[-1]))
+
+
+_HEAD_PACK: Final = _HEAD.pack
+_COUNTERS_PACK: Final = _COUNTERS.pack
+
+
+def encode_record(start: int, end: int, counts: Sequence[int], static: bytes, trace: bytes) -> bytes:
+    """A record as a COPY tuple: its times and nine counters around its encoded static columns and trace."""
+    a, b, c, d, e, f, g, h, i = counts
+    return (
+        _HEAD_PACK(_COLUMN_COUNT, 8, (start - _EPOCH_2000) * 1_000_000, 8, (end - _EPOCH_2000) * 1_000_000)
+        + static
+        + _COUNTERS_PACK(8, a, 8, b, 8, c, 8, d, 8, e, 8, f, 8, g, 8, h, 8, i)
+        + trace
+    )
+
+
+async def copy_encoded(conn: asyncpg.Connection, tuples: Sequence[bytes]) -> None:
+    """COPY (binary) already encoded rows into ``flows``; their daily partitions must exist."""
+
+    async def payload() -> AsyncIterator[bytes]:
+        yield HEADER
+        yield b"".join(tuples)
+        yield TRAILER
+
+    await conn.copy_to_table("flows", source=payload(), columns=FLOW_COLUMNS, format="binary")
