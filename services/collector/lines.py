@@ -14,6 +14,7 @@ import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import BinaryIO, Final
 
 from services.common.db.ingest import FileOffset
@@ -71,6 +72,10 @@ class LineSplitter:
         """Lines completed by ``data``, their offsets, and the indexes of overlong (cut) ones."""
         if self._consumed < 0:
             self._consumed = self.line_start
+        if not self._skipping:
+            split = self._split(data)
+            if split is not None:
+                return split
         base = self._consumed
         self._consumed += len(data)
         lines: list[bytes] = []
@@ -105,6 +110,23 @@ class LineSplitter:
                 self._partial, self._partial_size = [], 0
                 self._skipping = True
         return lines, offsets, overlong
+
+    def _split(self, data: bytes) -> tuple[list[bytes], list[int], set[int]] | None:
+        """The common case in C-level passes (``bytes.split``): no line in ``data`` is overlong; None otherwise."""
+        lines = data.split(b"\n")
+        rest = lines.pop()  # after the last newline: the start of a line not finished yet
+        if not lines or len(rest) + self._partial_size > self.max_line:
+            return None
+        if self._partial:
+            lines[0] = b"".join((*self._partial, lines[0]))
+        if max(map(len, lines)) > self.max_line:
+            return None
+        offsets = list(accumulate([len(line) + 1 for line in lines[:-1]], initial=self.line_start))
+        self._consumed += len(data)
+        self.line_start = self._consumed - len(rest)
+        self._partial = [rest] if rest else []
+        self._partial_size = len(rest)
+        return lines, offsets, set()
 
     def finish(self) -> tuple[list[bytes], list[int]]:
         """The last line when the stream ends without a newline (nothing if it ended with one)."""

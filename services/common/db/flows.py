@@ -110,7 +110,7 @@ STAGE_COLUMNS: Final = (
     "trace_set",
 )
 
-ROLLUP_BUCKET_SECONDS: Final = 300
+ROLLUP_BUCKET_SECONDS: Final = rollup_hours.BUCKET_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
