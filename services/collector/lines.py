@@ -35,6 +35,9 @@ class RawBatch:
     batch_key: str | None = None
     offset: FileOffset | None = None  # the tailer position to save with the batch
     overlong: frozenset[int] = frozenset()
+    key_by_content: bool = False
+    """Whether the batch is to be keyed by :meth:`content_key` (left to the pipeline, which computes it in a
+    thread while the batch is parsed: hashing releases the GIL)."""
 
     @property
     def end_offset(self) -> int:
@@ -45,9 +48,9 @@ class RawBatch:
 
     def content_key(self) -> str:
         """A key naming this batch by its position and content (the same lines re-sent get the same key)."""
-        digest = hashlib.sha256()
-        for line in self.lines:
-            digest.update(line)
+        # The lines each followed by a newline, hashed in one call (which releases the GIL).
+        digest = hashlib.sha256(b"\n".join(self.lines))
+        if self.lines:
             digest.update(b"\n")
         start = self.offsets[0] if self.offsets else 0
         return f"{start}-{self.end_offset}:{digest.hexdigest()[:32]}"
@@ -214,7 +217,8 @@ async def read_batches(
 ) -> AsyncIterator[RawBatch]:
     """Batches of a stream read by ``read`` (``b""`` at its end), cut by size, or by age when data is slow.
 
-    With ``keyed`` each batch gets its :meth:`RawBatch.content_key` as idempotency key.
+    With ``keyed`` each batch is to get its :meth:`RawBatch.content_key` as idempotency key
+    (:attr:`RawBatch.key_by_content`; :class:`~services.collector.pipeline.Pipeline` computes it).
     """
     splitter = LineSplitter()
     batcher = Batcher(source, max_lines, max_bytes)
@@ -248,8 +252,7 @@ async def read_batches(
 
 
 def _keyed(batch: RawBatch, keyed: bool) -> RawBatch:
-    if keyed:
-        batch.batch_key = batch.content_key()
+    batch.key_by_content = keyed
     return batch
 
 

@@ -237,9 +237,20 @@ class Pipeline:
         writing: deque[tuple[RawBatch, ParsedChunk, asyncio.Task[WriteResult]]] = deque()
 
         async def produce() -> None:
+            loop = asyncio.get_running_loop()
             try:
                 async for raw in batches:
-                    await queue.put((raw, await self.parse(raw)))
+                    if raw.key_by_content and raw.batch_key is None:
+                        key = loop.run_in_executor(None, raw.content_key)  # beside the parse, GIL released
+                        chunk = await self.parse(raw)
+                        raw.batch_key = await key
+                    else:
+                        chunk = await self.parse(raw)
+                    await queue.put((raw, chunk))
+            except asyncio.CancelledError:
+                # The consumer stopped (and cancelled us): nobody reads the queue any more, so a put on a
+                # full queue would wait for ever.
+                raise
             except BaseException as error:  # handed to the consumer, which re-raises it
                 await queue.put(_Done(error))
                 raise

@@ -51,6 +51,10 @@ ROW_ERRORS: Final = (
 )
 
 
+class ConnectionLostError(ConnectionError):
+    """The connection died under a statement in a way asyncpg reports as an internal error (retried)."""
+
+
 class DatabaseUnavailableError(RuntimeError):
     """The database did not take the batch before the deadline; nothing of it was stored."""
 
@@ -149,7 +153,14 @@ class FlowWriter:
 
     async def _write_once(self, batch: WriteBatch) -> WriteResult:
         async with self._pool.acquire() as conn:
-            return await self.write_on(conn, batch)
+            try:
+                return await self.write_on(conn, batch)
+            except asyncpg.InternalClientError as error:
+                if not conn.is_closed():
+                    raise
+                # The server went away in the middle of an operation (a COPY, a COMMIT) and asyncpg's state
+                # machine refused the next step: the connection is gone, which is worth a retry.
+                raise ConnectionLostError(f"connection lost: {error}") from error
 
     async def write_on(self, conn: asyncpg.Connection, batch: WriteBatch) -> WriteResult:
         """Store ``batch`` once on ``conn`` (no retry); inside a caller's transaction it becomes a savepoint."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import pytest
 from hypothesis import given, settings
@@ -104,6 +105,16 @@ def test_content_key_names_position_and_content() -> None:
     assert one.content_key() == same.content_key()
     assert one.content_key() != other.content_key()
     assert one.content_key().startswith("0-4:")
+
+
+def test_content_keys_stay_those_earlier_versions_stored() -> None:
+    # A file ingested before is recognised batch by batch when ingested again after an upgrade: the key is
+    # the batch's span and the SHA-256 of its lines, each followed by a newline.
+    lines = [b'{"a":1}', b"", b"x" * 5000]
+    assert RawBatch("s", lines, [10, 18, 19], 1).content_key() == (
+        "10-5020:" + hashlib.sha256(b'{"a":1}\n\n' + b"x" * 5000 + b"\n").hexdigest()[:32]
+    )
+    assert RawBatch("s", [], [], 1).content_key() == "0-0:" + hashlib.sha256(b"").hexdigest()[:32]
 
 
 async def test_a_slow_stream_is_flushed_by_age() -> None:
