@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sys
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, Self
 
@@ -15,6 +16,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TimeRemai
 
 from services.collector.client import ClientSettings, IngestClient
 from services.collector.lines import RawBatch, file_reader, read_batches
+from services.collector.maintenance import compact_forever
 from services.collector.parse import MAX_ERRORS
 from services.collector.pipeline import IngestTotals, ParseMode, Parser, Pipeline, tune_gc
 from services.collector.store import FlowWriter, WriteResult
@@ -22,6 +24,15 @@ from services.common.db import create_pool, rollup_hours
 from services.common.settings import Settings
 
 logger = logging.getLogger(__name__)
+
+INGEST_COMPACT_INTERVAL = 2.0
+"""Seconds between rounds of compaction during ``ringfence ingest --direct``: the hours a file has moved
+past are built while the rest is read (on the second core, which the Python parse leaves partly idle),
+not all at the end."""
+
+INGEST_COMPACT_SETTLE = timedelta(seconds=2)
+"""How long after a batch first marks an hour the ingest compacts it. A file in time order moves past an
+hour in under a second at full speed; an hour touched again later is marked again and rebuilt again."""
 
 HTTP_BATCH_BYTES = 4 * 1024 * 1024
 """Bytes of lines per request (well under the default 16 MiB body limit)."""
@@ -45,8 +56,15 @@ async def ingest_direct(
     if settings.database_url is None:
         raise ValueError("no database URL")
     tune_gc()
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    # Two connections write batches (the pipeline overlaps them), a third compacts finished hours.
+    pool = await create_pool(settings.database_url, min_size=1, max_size=3)
     totals = IngestTotals()
+    stop_compacting = asyncio.Event()
+    compacting = asyncio.create_task(
+        compact_forever(
+            pool, clock=utc_now, stop=stop_compacting, interval=INGEST_COMPACT_INTERVAL, settle=INGEST_COMPACT_SETTLE
+        )
+    )
     try:
         with Parser(parse_mode) as parser, _Progress(files, show) as bar:
             writer = FlowWriter(pool, clock=utc_now)
@@ -61,11 +79,16 @@ async def ingest_direct(
                         keyed=True,
                     )
                     _merge(totals, await pipeline.run(batches, bar.advance))
-        # The hours just written are final as far as this run knows: build their hourly rollups now
-        # rather than leave it to a collector's next round (hours another writer holds are left to it).
+        stop_compacting.set()
+        await compacting
+        # The hours just written are final as far as this run knows: build the hourly rollups of those the
+        # rounds above left (the last ones) rather than leave them to a collector (hours another writer
+        # holds are left to it).
         async with pool.acquire() as conn:
             await rollup_hours.compact(conn)
     finally:
+        stop_compacting.set()
+        await asyncio.gather(compacting, return_exceptions=True)
         await pool.close()
     return totals
 
