@@ -4,7 +4,7 @@ A batch of thousands of records collapses to fewer groups (records of one window
 node, counters or names the rollups do not keep). The collector sums them here, in one pass with
 C-level key building, then derives the batch's partial sums for the 5-minute rollups from the groups
 (:func:`rollup_deltas`: flow edges per bucket, policy hits per bucket through each trace's hits),
-which the store appends with COPY (:func:`services.common.db.flows.add_rollups`), and the endpoints
+which the store appends with COPY (:func:`services.common.db.flow_copy.add_rollups`), and the endpoints
 the inventory upserts (:func:`sightings`). PostgreSQL's share of a batch is then two COPYs more than
 the rows themselves, no upsert per rollup row.
 """
@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any, Final
 
+from services.common.db.flow_copy import RollupTuples
 from services.common.db.flows import (
     GROUP_COLUMNS,
     ROLLUP_BUCKET_SECONDS,
     STAGE_COLUMNS,
     StageRow,
     TraceSet,
-    cached_time,
 )
 
 _C: Final = {name: index for index, name in enumerate(STAGE_COLUMNS)}
@@ -86,11 +86,16 @@ _EDGE_KEY: Final = itemgetter(*range(1, GROUP_COLUMNS.index("trace_set")))
 
 @dataclass(frozen=True, slots=True)
 class RollupDeltas:
-    """A batch's partial sums: rows for ``flow_edges_5m`` and ``policy_hits_5m``, and the UTC hours they touch."""
+    """A batch's partial sums: COPY tuples for ``flow_edges_5m`` and ``policy_hits_5m``, and the UTC hours
+    they touch."""
 
-    edges: list[tuple[Any, ...]]
-    hits: list[tuple[Any, ...]]
+    edges: list[bytes]
+    hits: list[bytes]
     hours: set[int]
+
+
+_TUPLES: Final = RollupTuples()
+"""This process's encoder of rollup rows (its caches of encoded keys live across batches)."""
 
 
 def rollup_deltas(groups: Sequence[Sequence[Any]], traces: Mapping[int, TraceSet]) -> RollupDeltas:
@@ -144,9 +149,9 @@ def rollup_deltas(groups: Sequence[Sequence[Any]], traces: Mapping[int, TraceSet
             else:
                 for index, value in enumerate(sums):
                     known[index] += value
-    when = cached_time
+    edge, hit = _TUPLES.edge, _TUPLES.hit
     return RollupDeltas(
-        [(when(key[0]), *key[1:], *sums) for key, sums in edges.items()],
-        [(when(key[0]), *key[1:], *sums) for key, sums in hits.items()],
+        [edge(key[0], key[1:], sums) for key, sums in edges.items()],
+        [hit(key[0], key[1:], sums) for key, sums in hits.items()],
         {key[0] // 3600 for key in edges},
     )

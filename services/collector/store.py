@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ ROW_ERRORS: Final = (
     ValueError,
     TypeError,
     OverflowError,
+    struct.error,  # a partial sum past 2**63, which the collector's own COPY tuples cannot hold
 )
 
 
@@ -152,15 +154,17 @@ class FlowWriter:
         self._trace_sets.clear()
 
     async def _write_once(self, batch: WriteBatch) -> WriteResult:
-        async with self._pool.acquire() as conn:
-            try:
+        conn: asyncpg.Connection | None = None
+        try:
+            async with self._pool.acquire() as conn:
                 return await self.write_on(conn, batch)
-            except asyncpg.InternalClientError as error:
-                if not conn.is_closed():
-                    raise
-                # The server went away in the middle of an operation (a COPY, a COMMIT) and asyncpg's state
-                # machine refused the next step: the connection is gone, which is worth a retry.
-                raise ConnectionLostError(f"connection lost: {error}") from error
+        except asyncpg.InternalClientError as error:
+            if conn is None or not conn.is_closed():
+                raise
+            # The server went away in the middle of an operation (a COPY, a COMMIT, the pool's reset of the
+            # connection on release) and asyncpg's state machine refused the next step: the connection is
+            # gone (the pool closes it), which is worth a retry. A batch that did commit is found stored.
+            raise ConnectionLostError(f"connection lost: {error}") from error
 
     async def write_on(self, conn: asyncpg.Connection, batch: WriteBatch) -> WriteResult:
         """Store ``batch`` once on ``conn`` (no retry); inside a caller's transaction it becomes a savepoint."""
@@ -256,7 +260,7 @@ async def _store_rows(
         await flow_copy.copy_encoded(conn, copy_data)
     else:
         await flows.copy_rows(conn, rows)
-    await flows.add_rollups(conn, deltas.edges, deltas.hits, deltas.hours)
+    await flow_copy.add_rollups(conn, deltas.edges, deltas.hits, deltas.hours)
     await inventory.record_seen(conn, sightings(groups))
 
 

@@ -218,6 +218,21 @@ async def test_rows_the_collector_encodes_for_copy_are_stored_as_asyncpg_would_s
     assert ours == theirs
 
 
+async def test_a_batch_whose_rollup_sums_pass_64_bits_is_stored_in_parts(
+    db: asyncpg.Connection, db_pool: asyncpg.Pool
+) -> None:
+    # Each record's counters stay under 2**48, but 2**15 + 1 of them on one edge and bucket sum past
+    # 2**63, which one bigint rollup row cannot hold: the batch is stored in halves, each with its own sums.
+    count = 2**15 + 1
+    raw = raw_batch(json_lines([calico(bytes_in=2**48 - 1)] * count))
+    result = await writer(db_pool).write_on(db, write_batch(raw))
+    assert (result.outcome.accepted, result.outcome.rejected) == (count, 0)
+    assert await db.fetchval("SELECT count(*) FROM flows") == count
+    total = await db.fetchval("SELECT sum(bytes_in) FROM flow_edges_5m WHERE reporter = 'src'")
+    assert total == count * (2**48 - 1) > 2**63
+    assert await db.fetchval("SELECT count(*) FROM flow_edges_5m") > 1
+
+
 def _flow_with_ip(ip: str) -> Flow:
     source = Endpoint(EndpointType.WORKLOAD, "frontend-864f4fcdfd-*", "storefront", ip=ip)
     dest = Endpoint(EndpointType.NETWORK, "pub")

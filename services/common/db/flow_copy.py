@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, Final
 
 import asyncpg
 
-from services.common.db.flows import FLOW_COLUMNS, StageRow
+from services.common.db import rollup_hours
+from services.common.db.flows import EDGE_DELTA_COLUMNS, FLOW_COLUMNS, HIT_DELTA_COLUMNS, StageRow
 
 HEADER: Final = b"PGCOPY\n\xff\r\n\x00" + struct.pack("!ii", 0, 0)
 """The signature, no flags, no header extension."""
@@ -84,17 +85,22 @@ _ENCODERS: Final = {
     "int4": lambda value: _INT4.pack(4, value),
     "int8": lambda value: _INT8.pack(8, value),
     "text[]": _text_array,
+    "bool": lambda value: b"\x00\x00\x00\x01" + (b"\x01" if value else b"\x00"),
 }
 
 
-def encode_static(values: Sequence[Any]) -> bytes:
-    """The static columns of a row (``row[2:-10]``), encoded; raises ValueError (or struct.error, a
-    ValueError too) for a value PostgreSQL could not take, as asyncpg would."""
-    if len(values) != len(_STATIC_KINDS):
-        raise ValueError(f"expected {len(_STATIC_KINDS)} static columns, got {len(values)}")
+def _encode(kinds: tuple[str, ...], values: Sequence[Any]) -> bytes:
+    if len(values) != len(kinds):
+        raise ValueError(f"expected {len(kinds)} columns, got {len(values)}")
     return b"".join(
-        _NULL if value is None else _ENCODERS[kind](value) for kind, value in zip(_STATIC_KINDS, values, strict=True)
+        _NULL if value is None else _ENCODERS[kind](value) for kind, value in zip(kinds, values, strict=True)
     )
+
+
+def encode_static(values: Sequence[Any]) -> bytes:
+    """The static columns of a row (``row[2:-10]``), encoded; raises ValueError, TypeError or struct.error
+    for a value PostgreSQL could not take, as asyncpg would refuse it."""
+    return _encode(_STATIC_KINDS, values)
 
 
 def encode_trace(trace_id: int | None) -> bytes:
@@ -124,10 +130,82 @@ def encode_record(start: int, end: int, counts: Sequence[int], static: bytes, tr
 
 async def copy_encoded(conn: asyncpg.Connection, tuples: Sequence[bytes]) -> None:
     """COPY (binary) already encoded rows into ``flows``; their daily partitions must exist."""
+    await copy_tuples(conn, "flows", FLOW_COLUMNS, tuples)
+
+
+# The 5-minute rollups' partial sums (EDGE_DELTA_COLUMNS, HIT_DELTA_COLUMNS): a bucket, a key of
+# text and integer columns, encoded once per key, and the bigint sums.
+_EDGE_KEY_KINDS: Final = ("text", "text", "text", "text", "text", "text", "int4", "text", "text", "text")
+_HIT_KEY_KINDS: Final = ("bool", "text", "text", "text", "text", "int4", "text")
+_EDGE_COUNT: Final = 1 + len(_EDGE_KEY_KINDS) + 6
+_HIT_COUNT: Final = 1 + len(_HIT_KEY_KINDS) + 4
+_BUCKET: Final = struct.Struct("!hiq")  # column count, bucket
+_SIX_SUMS: Final = struct.Struct("!" + "iq" * 6).pack
+_FOUR_SUMS: Final = struct.Struct("!" + "iq" * 4).pack
+_KEY_CACHE_LIMIT: Final = 65_536
+
+
+class RollupTuples:
+    """Encodes rollup rows as COPY tuples, each distinct key once; keep one per process."""
+
+    def __init__(self) -> None:
+        self._edges: dict[tuple[Any, ...], bytes] = {}
+        self._hits: dict[tuple[Any, ...], bytes] = {}
+
+    def edge(self, bucket: int, key: tuple[Any, ...], sums: Sequence[int]) -> bytes:
+        """A ``flow_edges_5m`` row: ``bucket`` in unix seconds, the edge's ten key columns, six sums."""
+        encoded = self._edges.get(key)
+        if encoded is None:
+            encoded = self._remember(self._edges, key, _encode(_EDGE_KEY_KINDS, key))
+        records, num_flows, packets_in, packets_out, bytes_in, bytes_out = sums
+        return (
+            _BUCKET.pack(_EDGE_COUNT, 8, (bucket - _EPOCH_2000) * 1_000_000)
+            + encoded
+            + _SIX_SUMS(8, records, 8, num_flows, 8, packets_in, 8, packets_out, 8, bytes_in, 8, bytes_out)
+        )
+
+    def hit(self, bucket: int, key: tuple[Any, ...], sums: Sequence[int]) -> bytes:
+        """A ``policy_hits_5m`` row: ``bucket`` in unix seconds, the hit's seven key columns, four sums."""
+        encoded = self._hits.get(key)
+        if encoded is None:
+            encoded = self._remember(self._hits, key, _encode(_HIT_KEY_KINDS, key))
+        records, num_flows, packets, size = sums
+        return (
+            _BUCKET.pack(_HIT_COUNT, 8, (bucket - _EPOCH_2000) * 1_000_000)
+            + encoded
+            + _FOUR_SUMS(8, records, 8, num_flows, 8, packets, 8, size)
+        )
+
+    @staticmethod
+    def _remember(cache: dict[tuple[Any, ...], bytes], key: tuple[Any, ...], encoded: bytes) -> bytes:
+        if len(cache) >= _KEY_CACHE_LIMIT:
+            cache.clear()
+        cache[key] = encoded
+        return encoded
+
+
+async def copy_tuples(conn: asyncpg.Connection, table: str, columns: Sequence[str], tuples: Sequence[bytes]) -> None:
+    """COPY (binary) already encoded tuples into ``table``."""
 
     async def payload() -> AsyncIterator[bytes]:
         yield HEADER
         yield b"".join(tuples)
         yield TRAILER
 
-    await conn.copy_to_table("flows", source=payload(), columns=FLOW_COLUMNS, format="binary")
+    await conn.copy_to_table(table, source=payload(), columns=columns, format="binary")
+
+
+async def add_rollups(
+    conn: asyncpg.Connection, edges: Sequence[bytes], hits: Sequence[bytes], hours: Iterable[int]
+) -> None:
+    """Append a batch's partial sums to the 5-minute rollups and mark the ``hours`` they touch, in its transaction.
+
+    ``edges`` and ``hits`` are COPY tuples (:class:`RollupTuples`) of ``EDGE_DELTA_COLUMNS`` and
+    ``HIT_DELTA_COLUMNS``; ``hours`` are unix seconds // 3600. The hours are marked first: their locks
+    are then held until the batch commits, so compaction never rebuilds an hour from part of a batch.
+    """
+    await rollup_hours.mark_hours(conn, hours)
+    if edges:
+        await copy_tuples(conn, "flow_edges_5m", EDGE_DELTA_COLUMNS, edges)
+    if hits:
+        await copy_tuples(conn, "policy_hits_5m", HIT_DELTA_COLUMNS, hits)

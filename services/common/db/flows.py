@@ -51,7 +51,6 @@ __all__ = [
     "StageRow",
     "StoredFlow",
     "TraceSet",
-    "add_rollups",
     "copy_rows",
     "count_flows",
     "drop_expired_partitions",
@@ -312,22 +311,3 @@ HIT_DELTA_COLUMNS: Final = (
     "packets",
     "bytes",
 )
-
-
-async def add_rollups(
-    conn: asyncpg.Connection,
-    edges: Sequence[tuple[Any, ...]],
-    hits: Sequence[tuple[Any, ...]],
-    hours: Iterable[int],
-) -> None:
-    """Append a batch's partial sums to the 5-minute rollups and mark the ``hours`` they touch, in its transaction.
-
-    ``edges`` and ``hits`` are rows in :data:`EDGE_DELTA_COLUMNS` and :data:`HIT_DELTA_COLUMNS` order;
-    ``hours`` are unix seconds // 3600. The hours are marked first: their locks are then held until the
-    batch commits, so compaction never rebuilds an hour from part of a batch.
-    """
-    await rollup_hours.mark_hours(conn, hours)
-    if edges:
-        await conn.copy_records_to_table("flow_edges_5m", records=edges, columns=EDGE_DELTA_COLUMNS)
-    if hits:
-        await conn.copy_records_to_table("policy_hits_5m", records=hits, columns=HIT_DELTA_COLUMNS)
