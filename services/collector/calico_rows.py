@@ -21,6 +21,7 @@ path because msgspec does not check the UTF-8 of the fields it skips, and orjson
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 from operator import attrgetter
@@ -30,7 +31,7 @@ import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
 from services.collector.rows import COUNTER_BITS, COUNTER_FIELDS, EncodedBatch, LabelSet
-from services.common.db.flow_copy import encode_record, encode_static, encode_trace
+from services.common.db.flow_copy import RecordEncoder, encode_static, encode_trace, record_encoder
 from services.common.db.flows import STAGE_COLUMNS, StageRow, TraceSet
 
 _CACHE_LIMIT: Final = 16_384
@@ -139,10 +140,10 @@ def _key(line: CalicoLine) -> tuple[Any, ...]:
 class _Combination:
     """What every record of one combination stores besides its times and counters."""
 
+    serial: int  # unique for the reader's life: a batch registers a combination's label sets and trace once
     static: tuple[Any, ...]  # the row's columns from reporter to host (row[2:-10])
-    encoded: bytes | None  # their COPY encoding (None: not encodable, asyncpg will say why)
+    encode: RecordEncoder | None  # a record's COPY tuple (None: not encodable, asyncpg will say why)
     trace_id: int | None
-    trace_bytes: bytes
     trace: TraceSet | None
     label_sets: tuple[LabelSet, ...]
 
@@ -162,6 +163,7 @@ class CalicoRowReader:
 
     def __init__(self) -> None:
         self._combinations: dict[tuple[Any, ...], _Combination] = {}
+        self._serials = itertools.count()
 
     def add(self, batch: EncodedBatch, line: bytes, earliest: int, latest: int, *, detect: bool) -> bool:
         """Append the row of ``line`` to ``batch`` and answer True, or answer False (nothing appended).
@@ -171,8 +173,12 @@ class CalicoRowReader:
         ``detect`` (no format given) a line must also look like Calico's: a ``reporter`` and no marker of
         another format.
         """
-        record = decode(line)
-        if record is None:
+        # decode() and _key(), written out: this runs for every line.
+        if not line.isascii() or (b"\\" in line and _NUL_ESCAPE in line):
+            return False
+        try:
+            record = _DECODE(line)
+        except msgspec.DecodeError:
             return False
         if detect and (record.reporter is UNSET or _MARKERS(record) != _NO_MARKERS):
             return False
@@ -180,7 +186,13 @@ class CalicoRowReader:
         end = record.end_time
         if start is None or end is None or start < earliest or end < start or end > latest or start < 0:
             return False
-        combination = self._combinations.get(_key(record))
+        combination = self._combinations.get((
+            *_VALUES(record),
+            bytes(record.source_labels),
+            bytes(record.dest_labels),
+            bytes(record.policies),
+            bytes(record.dest_domains),
+        ))  # fmt: skip
         if combination is None:
             return False
         counts: tuple[Any, ...] = _COUNTS(record)
@@ -197,14 +209,31 @@ class CalicoRowReader:
         batch.rows.append((start, end, *combination.static, *counts, combination.trace_id))
         copy_data = batch.copy_data
         if copy_data is not None:
-            if combination.encoded is None:
+            encode = combination.encode
+            if encode is None:
                 batch.copy_data = None
             else:
-                copy_data.append(encode_record(start, end, counts, combination.encoded, combination.trace_bytes))
-        for label_id, texts in combination.label_sets:
-            batch.label_sets[label_id] = texts
-        if combination.trace is not None:
-            batch.trace_sets[combination.trace.id] = combination.trace
+                copy_data.append(
+                    encode(
+                        start,
+                        end,
+                        num_flows,
+                        started,
+                        completed,
+                        packets_in,
+                        packets_out,
+                        bytes_in,
+                        bytes_out,
+                        allowed,
+                        denied,
+                    )
+                )
+        if combination.serial not in batch.combinations:
+            batch.combinations.add(combination.serial)
+            for label_id, texts in combination.label_sets:
+                batch.label_sets[label_id] = texts
+            if combination.trace is not None:
+                batch.trace_sets[combination.trace.id] = combination.trace
         batch.days.add(start // 86_400)
         return True
 
@@ -218,19 +247,19 @@ class CalicoRowReader:
             return
         row: StageRow = batch.rows[-1]
         static = row[2:-10]
-        try:
-            encoded: bytes | None = encode_static(static)
-        except _ENCODE_ERRORS:
-            encoded = None
         trace_id = row[-1]
+        try:
+            encode: RecordEncoder | None = record_encoder(encode_static(static), encode_trace(trace_id))
+        except _ENCODE_ERRORS:
+            encode = None
         label_ids = (row[_SRC_LABELS], row[_DST_LABELS])
         if len(self._combinations) >= _CACHE_LIMIT:
             self._combinations.clear()
         self._combinations[key] = _Combination(
+            next(self._serials),
             static,
-            encoded,
+            encode,
             trace_id,
-            encode_trace(trace_id),
             None if trace_id is None else batch.trace_sets[trace_id],
             tuple((label_id, batch.label_sets[label_id]) for label_id in label_ids if label_id is not None),
         )

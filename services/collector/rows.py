@@ -8,6 +8,7 @@ the id a label set or trace will have in the database without asking it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import struct
 from dataclasses import dataclass
@@ -87,6 +88,8 @@ class EncodedBatch:
     copy_data: list[bytes] | None = None
     """Each row as a binary COPY tuple (:mod:`services.common.db.flow_copy`), or None when some row could
     not be encoded here (asyncpg then encodes the rows, and refuses the bad one with its reason)."""
+    combinations: set[int] = dataclasses.field(default_factory=set)
+    """The Calico fast path's combinations whose label sets and trace this batch holds already."""
 
 
 class RowEncoder:
