@@ -22,7 +22,6 @@ path because msgspec does not check the UTF-8 of the fields it skips, and orjson
 from __future__ import annotations
 
 import itertools
-import struct
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Any, Final
@@ -31,7 +30,7 @@ import msgspec
 from msgspec import UNSET, Raw, UnsetType
 
 from services.collector.rows import COUNTER_BITS, COUNTER_FIELDS, EncodedBatch, LabelSet
-from services.common.db.flow_copy import RecordEncoder, encode_static, encode_trace, record_encoder
+from services.common.db.flow_copy import ENCODE_ERRORS, RecordEncoder, encode_static, encode_trace, record_encoder
 from services.common.db.flows import STAGE_COLUMNS, StageRow, TraceSet
 
 _CACHE_LIMIT: Final = 16_384
@@ -119,10 +118,10 @@ _NO_MARKERS: Final = (UNSET,) * 7
 _COUNTS: Final = attrgetter(*COUNTER_FIELDS)
 # What an absent (or null) counter stands for, in the row order of rows.COUNTER_FIELDS.
 _COUNTER_DEFAULTS: Final = (1, 0, 0, 0, 0, 0, 0, 0, 0)
-_NUL_ESCAPE: Final = b"\\u0000"
+NUL_ESCAPE: Final = b"\\u0000"
+"""How a NUL character, which PostgreSQL text cannot hold, is written in JSON."""
 _SRC_LABELS: Final = STAGE_COLUMNS.index("src_labels")
 _DST_LABELS: Final = STAGE_COLUMNS.index("dst_labels")
-_ENCODE_ERRORS: Final = (ValueError, TypeError, OverflowError, struct.error)
 
 
 def _key(line: CalicoLine) -> tuple[Any, ...]:
@@ -150,7 +149,7 @@ class _Combination:
 
 def decode(line: bytes) -> CalicoLine | None:
     """``line`` as a :class:`CalicoLine`, or None when it is not one of the shape the fast path takes."""
-    if not line.isascii() or (b"\\" in line and _NUL_ESCAPE in line):  # one byte is found faster than six
+    if not line.isascii() or (b"\\" in line and NUL_ESCAPE in line):  # one byte is found faster than six
         return None
     try:
         return _DECODE(line)
@@ -173,12 +172,8 @@ class CalicoRowReader:
         ``detect`` (no format given) a line must also look like Calico's: a ``reporter`` and no marker of
         another format.
         """
-        # decode() and _key(), written out: this runs for every line.
-        if not line.isascii() or (b"\\" in line and _NUL_ESCAPE in line):
-            return False
-        try:
-            record = _DECODE(line)
-        except msgspec.DecodeError:
+        record = decode(line)
+        if record is None:
             return False
         if detect and (record.reporter is UNSET or _MARKERS(record) != _NO_MARKERS):
             return False
@@ -186,13 +181,7 @@ class CalicoRowReader:
         end = record.end_time
         if start is None or end is None or start < earliest or end < start or end > latest or start < 0:
             return False
-        combination = self._combinations.get((
-            *_VALUES(record),
-            bytes(record.source_labels),
-            bytes(record.dest_labels),
-            bytes(record.policies),
-            bytes(record.dest_domains),
-        ))  # fmt: skip
+        combination = self._combinations.get(_key(record))
         if combination is None:
             return False
         counts: tuple[Any, ...] = _COUNTS(record)
@@ -250,7 +239,7 @@ class CalicoRowReader:
         trace_id = row[-1]
         try:
             encode: RecordEncoder | None = record_encoder(encode_static(static), encode_trace(trace_id))
-        except _ENCODE_ERRORS:
+        except ENCODE_ERRORS:
             encode = None
         label_ids = (row[_SRC_LABELS], row[_DST_LABELS])
         if len(self._combinations) >= _CACHE_LIMIT:

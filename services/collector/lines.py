@@ -118,9 +118,9 @@ class LineSplitter:
         """The common case in C-level passes (``bytes.split``): no line in ``data`` is overlong; None otherwise."""
         lines = data.split(b"\n")
         rest = lines.pop()  # after the last newline: the start of a line not finished yet
-        if not lines or len(rest) + self._partial_size > self.max_line:
-            return None
-        if self._partial:
+        if not lines or len(rest) > self.max_line:
+            return None  # no newline (the partial line grows), or an overlong line already begun
+        if self._partial:  # the line begun in an earlier chunk ends here
             lines[0] = b"".join((*self._partial, lines[0]))
         if max(map(len, lines)) > self.max_line:
             return None

@@ -14,7 +14,7 @@ import orjson
 
 from ringfence.flows.formats import FlowRecordError, parse_calico, parse_record
 from ringfence.flows.record import Flow
-from services.collector.calico_rows import CalicoRowReader
+from services.collector.calico_rows import NUL_ESCAPE, CalicoRowReader
 from services.collector.rollups import group_rows
 from services.collector.rows import EncodedBatch, RowEncoder, RowError
 from services.common.db.rejects import Reject
@@ -24,7 +24,6 @@ MAX_ERRORS: Final = 20
 
 _ENCODER: RowEncoder | None = None
 _CALICO_ROWS: CalicoRowReader | None = None
-_NUL_ESCAPE: Final = b"\\u0000"
 NUL_REASON: Final = "a string holds a NUL character (\\u0000), which cannot be stored"
 OTHER_FORMAT_SKIP: Final = 64
 """Lines after one of another format (Goldmane, Hubble) that go straight to the full path: the fast path's
@@ -165,7 +164,7 @@ def parse_checked(record: Any, fmt: str | None, line: bytes, earliest: int, late
     """The record's flow, refused (:class:`FlowRecordError`) when the store cannot keep it."""
     # The parser's own verdict first: a bad value is reported for its field even when it holds a NUL.
     flow = parse_calico(record) if calico else parse_record(record, fmt)
-    if _NUL_ESCAPE in line and holds_nul(record):
+    if NUL_ESCAPE in line and holds_nul(record):
         raise FlowRecordError("", NUL_REASON)
     if flow.start_time < earliest:
         raise FlowRecordError(

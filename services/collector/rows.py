@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import struct
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
 from ringfence.flows.hits import format_hit, hit_policy_name, parse_hit
 from ringfence.flows.record import Endpoint, Flow, FlowAction, LabelPairs, PolicyHit, Reporter
-from services.common.db.flow_copy import encode_row
+from services.common.db.flow_copy import ENCODE_ERRORS, encode_row
 from services.common.db.flows import StageRow, TraceSet
 
 COUNTER_BITS: Final = 48
@@ -163,7 +162,7 @@ class RowEncoder:
         if batch.copy_data is not None:
             try:
                 batch.copy_data.append(encode_row(row))
-            except (ValueError, TypeError, OverflowError, struct.error):
+            except ENCODE_ERRORS:
                 batch.copy_data = None
 
     def endpoint(self, endpoint: Endpoint) -> tuple[EndpointPart, LabelSet | None]:

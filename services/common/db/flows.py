@@ -280,16 +280,7 @@ GROUP_COLUMNS: Final = (
 # (several rows may share a key and bucket: readers sum; compaction merges them).
 EDGE_DELTA_COLUMNS: Final = (
     "bucket",
-    "src_namespace",
-    "src_name_aggr",
-    "src_type",
-    "dst_namespace",
-    "dst_name_aggr",
-    "dst_type",
-    "dst_port",
-    "proto",
-    "action",
-    "reporter",
+    *GROUP_COLUMNS[1 : GROUP_COLUMNS.index("trace_set")],  # the edge: src_namespace .. reporter
     "records",
     "num_flows",
     "packets_in",
