@@ -132,3 +132,32 @@ async def test_a_failed_batch_stops_the_run_and_leaves_no_half_batch(flow_pool: 
     assert set(per_batch) in ({0, 1, 2}, {0, 1, 2, 4})
     assert set(per_batch.values()) == {5}
     assert await flow_pool.fetchval("SELECT count(*) FROM ingest_batches") == len(per_batch)
+
+
+async def test_a_failed_write_ends_the_run_while_the_parser_waits_on_a_full_queue(flow_pool: asyncpg.Pool) -> None:
+    # The parser runs ahead of the writer: with a queue of one, it holds a third batch it cannot hand over when
+    # the first write fails. The run must end with the write's error, not wait for ever on a queue that
+    # nobody reads any more (it did: the cancelled parser tried to put its own notice on the full queue).
+    raws = batches(with_offsets=True)
+    writer = CountingWriter(flow_pool)
+    parsed: list[str] = []
+    third_read = asyncio.Event()
+
+    async def failing_write(batch: WriteBatch, *, deadline: float | None = None) -> WriteResult:
+        await third_read.wait()  # the parser holds batch-2, with batch-1 on the full queue
+        raise RuntimeError("boom")
+
+    async def feed_counting(raws: Sequence[RawBatch]) -> AsyncIterator[RawBatch]:
+        for raw in raws:
+            parsed.append(raw.source)
+            if len(parsed) == 3:
+                third_read.set()
+            yield raw
+
+    writer.write = failing_write  # type: ignore[method-assign]
+    with Parser() as parser:
+        pipeline = Pipeline(writer, parser, clock=lambda: SAMPLE_TIME, depth=1)
+        with pytest.raises(RuntimeError, match="boom"):
+            await asyncio.wait_for(pipeline.run(feed_counting(raws)), timeout=30)
+    assert parsed == ["batch-0", "batch-1", "batch-2"]
+    assert await flow_pool.fetchval("SELECT count(*) FROM flows") == 0
