@@ -1,21 +1,33 @@
 """Prometheus metrics of the API: requests, latency, GraphQL errors, subscriptions and jobs.
 
-Each app has its own registry, so several apps in one process (tests) do not collide.
+Each app has its own registry, so several apps in one process (tests) do not collide. The job queue's
+state (queued and running jobs by kind, and the age of the oldest) is read from the database at each
+scrape, so any API replica reports the whole queue; if the read fails, ``ringfence_api_database_up`` is 0
+and the job gauges are left out of that answer rather than reporting stale values.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import Final
 
+import asyncpg
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.db import jobs
+
+logger = logging.getLogger(__name__)
+
 _LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _KNOWN_PATHS: Final = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
+SCRAPE_QUERY_SECONDS: Final = 2.0
+"""How long a scrape waits for the job counts (Prometheus' own scrape timeout defaults to 10 s)."""
 
 
 class ApiMetrics:
@@ -49,9 +61,42 @@ class ApiMetrics:
             "ringfence_api_jobs_started_total", "Jobs created and enqueued, by kind", ("kind",), registry=self.registry
         )
 
-    async def endpoint(self, request: Request) -> Response:  # noqa: ARG002 - Starlette endpoint signature
+        self.jobs_unfinished = Gauge(
+            "ringfence_jobs_unfinished",
+            "Jobs queued or running now, by kind and state",
+            ("kind", "state"),
+            registry=self.registry,
+        )
+        self.jobs_oldest = Gauge(
+            "ringfence_jobs_oldest_unfinished_seconds",
+            "Age of the oldest job queued or running, by kind and state",
+            ("kind", "state"),
+            registry=self.registry,
+        )
+        self.database_up = Gauge(
+            "ringfence_api_database_up", "1 when this scrape could read the job queue, else 0", registry=self.registry
+        )
+
+    async def endpoint(self, request: Request) -> Response:
         """``GET /metrics`` in Prometheus' text format."""
+        await self.read_jobs(request.app.state.services.pool)
         return Response(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+    async def read_jobs(self, pool: asyncpg.Pool) -> None:
+        """Set the job gauges from the database (cleared, and ``database_up`` 0, when it cannot be read)."""
+        self.jobs_unfinished.clear()
+        self.jobs_oldest.clear()
+        try:
+            async with asyncio.timeout(SCRAPE_QUERY_SECONDS):
+                counts = await jobs.unfinished(pool)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            logger.warning("metrics: cannot read the job queue: %s", error)
+            self.database_up.set(0)
+            return
+        self.database_up.set(1)
+        for count in counts:
+            self.jobs_unfinished.labels(count.kind, count.state.value).set(count.count)
+            self.jobs_oldest.labels(count.kind, count.state.value).set(count.oldest_seconds)
 
 
 class MetricsMiddleware:

@@ -314,6 +314,31 @@ async def reap_stale(
     return Reaped(requeued + forgotten, failed)
 
 
+UNFINISHED: Final = """
+SELECT kind, state, count(*) AS jobs, extract(epoch FROM now() - min(created_at))::float8 AS oldest_seconds
+FROM jobs WHERE state IN ('queued', 'running') GROUP BY kind, state ORDER BY kind, state
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class UnfinishedJobs:
+    """The jobs of one kind in one unfinished state: how many, and how long ago the oldest was created."""
+
+    kind: str
+    state: JobState
+    count: int
+    oldest_seconds: float
+
+
+async def unfinished(conn: Executor) -> list[UnfinishedJobs]:
+    """The queued and running jobs by kind and state (read through the partial index of unfinished jobs)."""
+    rows = await conn.fetch(UNFINISHED)
+    return [
+        UnfinishedJobs(row["kind"], JobState(row["state"]), row["jobs"], max(0.0, row["oldest_seconds"]))
+        for row in rows
+    ]
+
+
 DELETE_FINISHED: Final = "DELETE FROM jobs WHERE finished_at < now() - $1::interval"
 
 

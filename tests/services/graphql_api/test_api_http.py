@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 
 import pytest
+from prometheus_client import generate_latest
 
 from graphql import get_introspection_query
 from services.api.auth import create_token, hash_token
 from services.api.limits import Limits
+from services.api.metrics import ApiMetrics
 from services.api.schema import build_schema
+from services.common.db import create_pool
 from services.common.db import tokens as token_store
 
 ME = {"query": "{ me { name } }"}
@@ -68,6 +71,23 @@ async def test_metrics_count_requests_errors_and_jobs(api, task_queue):
     assert 'ringfence_api_jobs_started_total{kind="recommend"}' in text
     assert "ringfence_api_request_duration_seconds_bucket" in text
     assert "ringfence_api_subscriptions_active" in text
+    # The job just requested waits in the queue (no worker here): the queue's state is read at the scrape.
+    assert 'ringfence_jobs_unfinished{kind="recommend",state="queued"} 1.0' in text
+    assert 'ringfence_jobs_oldest_unfinished_seconds{kind="recommend",state="queued"}' in text
+    assert "ringfence_api_database_up 1.0" in text
+    await api.pool.execute("UPDATE jobs SET state = 'cancelled', finished_at = now()")
+    text = (await api.client.get("/metrics")).text
+    assert "ringfence_jobs_unfinished{" not in text  # gone, not left at its last value
+
+
+async def test_metrics_say_when_the_job_queue_cannot_be_read(api_server):
+    metrics = ApiMetrics()
+    pool = await create_pool(api_server.settings.database_url, min_size=1, max_size=1)
+    await metrics.read_jobs(pool)
+    assert "ringfence_api_database_up 1.0" in generate_latest(metrics.registry).decode()
+    await pool.close()  # as if the database had gone away
+    await metrics.read_jobs(pool)
+    assert "ringfence_api_database_up 0.0" in generate_latest(metrics.registry).decode()
 
 
 async def test_a_body_over_the_limit_is_refused_with_413(api):
