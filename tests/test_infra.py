@@ -151,6 +151,21 @@ def test_http_components_are_probed_on_healthz_and_readyz():
     assert probed == {"ringfence-api", "ringfence-collector", "ringfence-sync"}
 
 
+def test_workers_are_probed_on_the_file_their_loop_touches():
+    probed = set()
+    for workload, container in _containers(render_base()):
+        name, *arguments = container["args"]
+        if name != "worker":
+            continue
+        probed.add(workload["metadata"]["name"])
+        alive = arguments[arguments.index("--alive-file") + 1]
+        command = container["livenessProbe"]["exec"]["command"]
+        assert command[:2] == ["sh", "-c"], _name(workload)
+        assert f"stat -c %Y {alive}" in command[2], _name(workload)
+        assert alive.startswith("/tmp/"), _name(workload)  # the one writable mount (read-only root file system)
+    assert probed == {"ringfence-worker", "ringfence-beat"}
+
+
 def test_every_container_requests_resources_and_limits_memory():
     for workload, container in _containers(render_base()):
         resources = container["resources"]

@@ -10,16 +10,21 @@ Reliability choices (the broker is a queue, PostgreSQL is the record):
   backoff (``tasks.py``), other errors fail the job at once.
 - Redis as broker redelivers an unacknowledged task after ``visibility_timeout``, which must exceed
   the longest task; RabbitMQ (``amqp://``) needs nothing of the kind.
+- With ``alive_file`` set, the worker's main loop touches that file every ``alive_every``
+  (:class:`AliveFile`): a liveness probe that finds it stale restarts a worker whose loop is stuck, which
+  a worker serving no HTTP could not otherwise show.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any, Final
 
-from celery import Celery
+from celery import Celery, bootsteps
 
 from services.common.settings import Settings
 
@@ -45,6 +50,8 @@ class WorkerOptions:
     statistics_every: timedelta = timedelta(minutes=1)
     reap_every: timedelta = timedelta(seconds=30)
     retention_every: timedelta = timedelta(hours=6)
+    alive_file: Path | None = None
+    alive_every: timedelta = timedelta(seconds=10)
     extra_conf: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,11 +85,46 @@ def create_app(settings: Settings, options: WorkerOptions | None = None) -> Cele
     app.conf.update(options.extra_conf)
     app.ringfence_settings = settings
     app.ringfence_options = options
+    if options.alive_file is not None:
+        app.steps["worker"].add(AliveFile)
     # Imported here: the task module registers its tasks on whichever app is being configured.
     from services.worker import tasks  # noqa: PLC0415
 
     tasks.register(app)
     return app
+
+
+class AliveFile(bootsteps.StartStopStep):
+    """Touches ``alive_file`` from the worker's timer every ``alive_every``, and removes it when the worker stops.
+
+    With the prefork pool the timer is driven by the worker's event loop, the loop that takes tasks off
+    the broker: when that loop hangs, the file goes stale.
+    """
+
+    requires = ("celery.worker.components:Timer",)
+
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
+        super().__init__(worker, **kwargs)
+        options: WorkerOptions = worker.app.ringfence_options
+        assert options.alive_file is not None
+        self.path = options.alive_file
+        self.every = options.alive_every.total_seconds()
+        self.timer_entry: Any = None
+
+    def start(self, worker: Any) -> None:
+        self.touch()
+        self.timer_entry = worker.timer.call_repeatedly(self.every, self.touch)
+
+    def stop(self, worker: Any) -> None:  # noqa: ARG002 - bootstep signature
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+            self.timer_entry = None
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+    def touch(self) -> None:
+        """Mark the worker alive now."""
+        self.path.touch()
 
 
 def beat_schedule(options: WorkerOptions) -> dict[str, dict[str, Any]]:

@@ -20,9 +20,10 @@ def run_worker(
     queue: str = DEFAULT_QUEUE,
     loglevel: str = "INFO",
     options: WorkerOptions | None = None,
+    alive_file: Path | None = None,
 ) -> None:
     """Run a worker in this process until it is stopped (SIGTERM finishes the current tasks first)."""
-    options = options or WorkerOptions(queue=queue)
+    options = options or WorkerOptions(queue=queue, alive_file=alive_file)
     app = create_app(settings, options)
     argv = [
         "worker",
@@ -54,7 +55,14 @@ def run_worker(
 )
 @click.option("-Q", "--queue", default=DEFAULT_QUEUE, show_default=True, help="Queue to consume.")
 @click.option("--loglevel", default="INFO", show_default=True, help="Celery log level.")
-def worker(beat: bool, concurrency: int | None, pool: str, queue: str, loglevel: str) -> None:
+@click.option(
+    "--alive-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Touch this file every 10 s while the worker's loop runs (for a liveness probe).",
+)
+def worker(  # noqa: PLR0917 - click passes every option by name
+    beat: bool, concurrency: int | None, pool: str, queue: str, loglevel: str, alive_file: Path | None
+) -> None:
     """Run a worker: recommendations, staged statistics, impact previews, retention.
 
     Needs RINGFENCE_DATABASE_URL and RINGFENCE_REDIS_URL (or RINGFENCE_BROKER_URL for the queue,
@@ -68,7 +76,9 @@ def worker(beat: bool, concurrency: int | None, pool: str, queue: str, loglevel:
         raise click.UsageError("RINGFENCE_DATABASE_URL is not set")
     if settings.broker_url is None and settings.redis_url is None:
         raise click.UsageError("set RINGFENCE_REDIS_URL (or RINGFENCE_BROKER_URL)")
-    run_worker(settings, beat=beat, concurrency=concurrency, pool=pool, queue=queue, loglevel=loglevel)
+    run_worker(
+        settings, beat=beat, concurrency=concurrency, pool=pool, queue=queue, loglevel=loglevel, alive_file=alive_file
+    )
 
 
 command = worker

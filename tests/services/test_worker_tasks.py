@@ -331,6 +331,20 @@ async def test_beat_runs_the_periodic_tasks(pool, worker_database, redis_url, tm
         assert await poll(lambda: pool.fetchval("SELECT count(*) FROM policy_stats_buckets"), within=30)
 
 
+async def test_a_running_worker_keeps_its_alive_file_fresh_and_removes_it_when_it_stops(
+    worker_database, redis_url, tmp_path
+):
+    alive = tmp_path / "alive"  # the harness's worker touches it every 0.5 s
+    with running_worker(worker_database, redis_url, tmp_path):
+        first = alive.stat().st_mtime
+        assert await poll(lambda: _later(alive, first), within=10)
+    assert not alive.exists()
+
+
+async def _later(path, mtime: float) -> bool:
+    return path.stat().st_mtime > mtime
+
+
 WEB = "microservice1-7c9d8f6b5d-*"
 
 

@@ -201,6 +201,8 @@ options = WorkerOptions(
     recommend_every=timedelta(seconds=cfg["every"]),
     statistics_every=timedelta(seconds=cfg["every"]),
     reap_every=timedelta(seconds=cfg["every"]),
+    alive_file=Path(cfg["data"]) / "alive",
+    alive_every=timedelta(seconds=0.5),
 )
 run_worker(settings, concurrency=1, pool="prefork", options=options, loglevel="INFO", beat=cfg["beat"])
 """
