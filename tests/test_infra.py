@@ -163,6 +163,8 @@ def test_workers_are_probed_on_the_file_their_loop_touches():
         assert command[:2] == ["sh", "-c"], _name(workload)
         assert f"stat -c %Y {alive}" in command[2], _name(workload)
         assert alive.startswith("/tmp/"), _name(workload)  # the one writable mount (read-only root file system)
+        if "--beat" in arguments:  # the scheduler's own file, touched on each tick
+            assert f"stat -c %Y {alive}.beat" in command[2], _name(workload)
     assert probed == {"ringfence-worker", "ringfence-beat"}
 
 

@@ -11,8 +11,9 @@ Reliability choices (the broker is a queue, PostgreSQL is the record):
 - Redis as broker redelivers an unacknowledged task after ``visibility_timeout``, which must exceed
   the longest task; RabbitMQ (``amqp://``) needs nothing of the kind.
 - With ``alive_file`` set, the worker's main loop touches that file every ``alive_every``
-  (:class:`AliveFile`): a liveness probe that finds it stale restarts a worker whose loop is stuck, which
-  a worker serving no HTTP could not otherwise show.
+  (:class:`AliveFile`), and an embedded beat touches ``<alive_file>.beat`` on every tick of its
+  scheduler (:class:`AliveScheduler`): a liveness probe that finds either stale restarts a worker or
+  a beat that is stuck, which a process serving no HTTP could not otherwise show.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from celery import Celery, bootsteps
+from celery.beat import PersistentScheduler
 
 from services.common.settings import Settings
 
@@ -87,6 +89,7 @@ def create_app(settings: Settings, options: WorkerOptions | None = None) -> Cele
     app.ringfence_options = options
     if options.alive_file is not None:
         app.steps["worker"].add(AliveFile)
+        app.conf.beat_scheduler = f"{__name__}:AliveScheduler"
     # Imported here: the task module registers its tasks on whichever app is being configured.
     from services.worker import tasks  # noqa: PLC0415
 
@@ -125,6 +128,38 @@ class AliveFile(bootsteps.StartStopStep):
     def touch(self) -> None:
         """Mark the worker alive now."""
         self.path.touch()
+
+
+def beat_alive_file(alive_file: Path) -> Path:
+    """The file an embedded beat touches on each tick, beside the worker's ``alive_file``."""
+    return alive_file.with_name(alive_file.name + ".beat")
+
+
+class AliveScheduler(PersistentScheduler):
+    """Celery's persistent scheduler that also touches :func:`beat_alive_file` on every tick.
+
+    A tick comes at least every time a periodic task is due (every 30 s by default: the job reaper),
+    so a file older than a few minutes means the scheduler no longer runs.
+    """
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        """Send the tasks that are due, then mark the scheduler alive."""
+        interval: float = super().tick(*args, **kwargs)
+        self._alive().touch()
+        return interval
+
+    def close(self) -> None:
+        """Close the schedule's store and remove the alive file."""
+        try:
+            super().close()
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                self._alive().unlink()
+
+    def _alive(self) -> Path:
+        alive_file: Path | None = self.app.ringfence_options.alive_file
+        assert alive_file is not None  # set as the scheduler only with an alive file
+        return beat_alive_file(alive_file)
 
 
 def beat_schedule(options: WorkerOptions) -> dict[str, dict[str, Any]]:

@@ -58,7 +58,7 @@ def run_worker(
 @click.option(
     "--alive-file",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Touch this file every 10 s while the worker's loop runs (for a liveness probe).",
+    help="Touch this file every 10 s while the worker's loop runs, and FILE.beat on each tick of --beat (liveness).",
 )
 def worker(  # noqa: PLR0917 - click passes every option by name
     beat: bool, concurrency: int | None, pool: str, queue: str, loglevel: str, alive_file: Path | None

@@ -325,10 +325,14 @@ async def test_continuous_recommendations_refine_and_cover_scoped_namespaces(poo
     assert refined["ringfence.io/recommendation-status"] == "Learning"
 
 
-async def test_beat_runs_the_periodic_tasks(pool, worker_database, redis_url, tmp_path):
+async def test_beat_runs_the_periodic_tasks_and_marks_each_tick(pool, worker_database, redis_url, tmp_path):
     await pool.execute("DELETE FROM policy_stats_buckets")
+    beat_alive = tmp_path / "alive.beat"  # beside the harness's alive file, touched on every tick
     with running_worker(worker_database, redis_url, tmp_path, beat=True, every=1.0):
         assert await poll(lambda: pool.fetchval("SELECT count(*) FROM policy_stats_buckets"), within=30)
+        first = beat_alive.stat().st_mtime
+        assert await poll(lambda: _later(beat_alive, first), within=10)
+    assert not beat_alive.exists()
 
 
 async def test_a_running_worker_keeps_its_alive_file_fresh_and_removes_it_when_it_stops(
