@@ -97,32 +97,8 @@ class CalicoLine(msgspec.Struct, gc=False):
 
 
 _DECODE: Final = msgspec.json.Decoder(CalicoLine).decode
-_RAW_TEXTS: Final = attrgetter(
-    "source_type",
-    "source_name_aggr",
-    "source_namespace",
-    "source_name",
-    "source_labels",
-    "source_ip",
-    "source_port",
-    "dest_type",
-    "dest_name_aggr",
-    "dest_namespace",
-    "dest_name",
-    "dest_labels",
-    "dest_ip",
-    "dest_port",
-    "reporter",
-    "action",
-    "proto",
-    "policies",
-    "dest_domains",
-    "dest_service_namespace",
-    "dest_service_name",
-    "dest_service_port",
-    "dest_service_port_num",
-    "host",
-)
+_RAW_TEXTS: Final = attrgetter(*(field.name for field in msgspec.structs.fields(CalicoLine) if field.type is Raw))
+"""The fields kept as raw text: every field ``parse_calico`` reads but the times and counters."""
 _JOIN: Final = b"\n".join
 _MARKERS: Final = attrgetter("flow", "Key", "key", "verdict", "traffic_direction", "l4", "IP")
 _NO_MARKERS: Final = (UNSET,) * 7

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -23,7 +24,9 @@ def run_worker(
     alive_file: Path | None = None,
 ) -> None:
     """Run a worker in this process until it is stopped (SIGTERM finishes the current tasks first)."""
-    options = options or WorkerOptions(queue=queue, alive_file=alive_file)
+    options = options or WorkerOptions(queue=queue)
+    if alive_file is not None:
+        options = dataclasses.replace(options, alive_file=alive_file)
     app = create_app(settings, options)
     argv = [
         "worker",
@@ -76,6 +79,10 @@ def worker(  # noqa: PLR0917 - click passes every option by name
         raise click.UsageError("RINGFENCE_DATABASE_URL is not set")
     if settings.broker_url is None and settings.redis_url is None:
         raise click.UsageError("set RINGFENCE_REDIS_URL (or RINGFENCE_BROKER_URL)")
+    if alive_file is not None and not os.access(alive_file.parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(
+            f"cannot write in {alive_file.parent} (missing or not writable)", param_hint="'--alive-file'"
+        )
     run_worker(
         settings, beat=beat, concurrency=concurrency, pool=pool, queue=queue, loglevel=loglevel, alive_file=alive_file
     )

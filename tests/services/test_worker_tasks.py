@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
+from click.testing import CliRunner
 from redis.asyncio import Redis
 from worker_harness import (
     STOREFRONT_RESOURCES,
@@ -26,6 +27,7 @@ from worker_harness import (
 from services.common.db import create_pool, jobs, migrate, recommendation_scopes
 from services.common.db.jobs import JobKind, JobState
 from services.common.pubsub import subscribe
+from services.worker.cli import worker as worker_command
 
 pytestmark = pytest.mark.slow
 
@@ -372,3 +374,11 @@ async def poll(probe, within: float = 30.0):
             pytest.fail(f"nothing after {within} s")
         await asyncio.sleep(0.2)
     return value
+
+
+def test_an_alive_file_in_a_missing_directory_is_refused_before_the_worker_starts(tmp_path):
+    environment = {"RINGFENCE_DATABASE_URL": "postgresql://db/ringfence", "RINGFENCE_REDIS_URL": "redis://cache/0"}
+    result = CliRunner().invoke(worker_command, ["--alive-file", str(tmp_path / "gone" / "alive")], env=environment)
+    assert result.exit_code == 2
+    assert "--alive-file" in result.output
+    assert f"cannot write in {tmp_path / 'gone'}" in result.output
